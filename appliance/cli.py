@@ -1,0 +1,216 @@
+"""Command line: parses arguments and calls the capability that does the work.
+
+Every ApplianceError is caught here once and turned into a message and an
+exit code; user mistakes never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from appliance import __version__
+from appliance.errors import ApplianceError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=False, default=str)
+    sys.stdout.write("\n")
+
+
+# --- build, recipe, cache (the recipe engine) --------------------------------
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ApplianceError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def _add_recipe_args(p: argparse.ArgumentParser, optional: bool) -> None:
+    p.add_argument(
+        "recipe",
+        nargs="?" if optional else None,
+        help="recipe file, or a name from image_recipes/ (default: the embedded default recipe)"
+        if optional
+        else "recipe file, or a name from image_recipes/",
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a recipe variable (repeatable)",
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from appliance.engine import build
+
+    result = build.build(
+        recipe=args.recipe,
+        outdir=args.output,
+        cache_dir=args.cache_dir,
+        variables=_parse_sets(args.sets),
+        dry_run=args.dry_run,
+        use_cache=not args.no_cache,
+        formats=args.format or None,
+    )
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        build.print_summary(result)
+    return 0
+
+
+def cmd_recipe_show(args: argparse.Namespace) -> int:
+    from appliance.recipe import loader
+
+    recipe = loader.load(args.recipe, variables=_parse_sets(args.sets))
+    if args.json:
+        _print_json(recipe.to_dict())
+    else:
+        sys.stdout.write(recipe.to_toml())
+    return 0
+
+
+def cmd_recipe_steps(args: argparse.Namespace) -> int:
+    from appliance.recipe import docs
+
+    if args.json:
+        _print_json(docs.reference())
+    else:
+        sys.stdout.write(docs.reference_text())
+    return 0
+
+
+def cmd_cache_list(args: argparse.Namespace) -> int:
+    from appliance.engine import cache
+
+    entries = cache.Cache(args.cache_dir).entries()
+    if args.json:
+        _print_json([e.to_json() for e in entries])
+    else:
+        cache.print_entries(entries)
+    return 0
+
+
+def cmd_cache_prune(args: argparse.Namespace) -> int:
+    from appliance.engine import cache
+
+    removed, freed = cache.Cache(args.cache_dir).prune(
+        keep_days=args.older_than, remove_all=args.all
+    )
+    if args.json:
+        _print_json({"removed": removed, "freed_bytes": freed})
+    else:
+        print(f"removed {len(removed)} cache entries, freed {freed / 2**20:.1f} MiB")
+    return 0
+
+
+def _add_build_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from appliance.paths import DEFAULT_CACHE_DIR
+
+    p = sub.add_parser(
+        "build",
+        help="build a recipe into images",
+        description="Build a recipe: run its steps (reusing cached ones) and write its outputs.",
+    )
+    _add_recipe_args(p, optional=True)
+    p.add_argument("-o", "--output", default="out", help="output directory (default: ./out)")
+    p.add_argument(
+        "--cache-dir",
+        default=str(DEFAULT_CACHE_DIR),
+        help=f"step cache directory (default: {DEFAULT_CACHE_DIR})",
+    )
+    p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
+    p.add_argument("--no-cache", action="store_true", help="ignore and do not fill the cache")
+    p.add_argument(
+        "--format",
+        action="append",
+        metavar="FORMAT",
+        help="only write this output format (repeatable; default: all the recipe declares)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_build)
+
+    r = sub.add_parser("recipe", help="inspect recipes")
+    rsub = r.add_subparsers(dest="recipe_cmd", required=True)
+    p = rsub.add_parser("show", help="print the fully resolved recipe")
+    _add_recipe_args(p, optional=False)
+    p.add_argument("--json", action="store_true", help="print JSON instead of TOML")
+    p.set_defaults(func=cmd_recipe_show)
+    p = rsub.add_parser("steps", help="list step and output types with their options")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_recipe_steps)
+
+    c = sub.add_parser("cache", help="manage the build cache")
+    csub = c.add_subparsers(dest="cache_cmd", required=True)
+    for name, func, hlp in (
+        ("list", cmd_cache_list, "list cached steps"),
+        ("prune", cmd_cache_prune, "remove cached steps"),
+    ):
+        p = csub.add_parser(name, help=hlp)
+        p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+        p.add_argument("--json", action="store_true", help="print JSON")
+        if name == "prune":
+            p.add_argument(
+                "--older-than",
+                type=float,
+                default=7.0,
+                metavar="DAYS",
+                help="remove entries not used for DAYS days (default: 7)",
+            )
+            p.add_argument("--all", action="store_true", help="remove every entry")
+        p.set_defaults(func=func)
+
+
+# --- parser ------------------------------------------------------------------
+
+# Each capability adds its commands with one function here.
+COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _add_build_commands,
+]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appliance",
+        description="Build and run a bare-metal hypervisor host distribution.",
+    )
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMAND_GROUPS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except ApplianceError as e:
+        print(f"appliance: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("appliance: interrupted", file=sys.stderr)
+        return 130

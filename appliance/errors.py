@@ -1,0 +1,32 @@
+"""One exception type per domain; cli.py turns each into a message and an exit code."""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """A problem the user can act on. Never shown with a traceback."""
+
+    exit_code = 1
+
+
+class RecipeError(ApplianceError):
+    """A recipe is malformed, inconsistent or refers to something missing."""
+
+    exit_code = 2
+
+
+class BuildError(ApplianceError):
+    """A build step failed while running."""
+
+    exit_code = 3
+
+
+class ToolError(ApplianceError):
+    """A host tool is missing or a command failed."""
+
+    exit_code = 4
+
+
+def where(path: object, line: int | None = None) -> str:
+    """Format a `file:line` location prefix."""
+    return f"{path}:{line}" if line else f"{path}"

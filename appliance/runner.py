@@ -1,0 +1,90 @@
+"""Every subprocess goes through here: logged, streamed to the build log,
+and on failure raised with the command and the tail of its output."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from appliance.errors import ToolError
+
+log = logging.getLogger("appliance.run")
+
+TAIL_LINES = 25
+
+
+def require_tools(*tools: str, why: str = "") -> None:
+    """Fail early, naming every missing host tool."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        hint = f" (needed {why})" if why else ""
+        raise ToolError(
+            f"missing host tool{'s' if len(missing) > 1 else ''}: {', '.join(missing)}{hint}; "
+            "run `./run setup` or install the Debian packages in deps/apt-packages.txt"
+        )
+
+
+def run(
+    cmd: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    input: bytes | None = None,
+    capture: bool = False,
+    check: bool = True,
+    what: str | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a command; its output goes to the log (or is captured and returned).
+
+    On failure raise ToolError with `what` (or the command) and the output tail.
+    """
+    argv = [os.fspath(c) for c in cmd]
+    text = shlex.join(argv)
+    log.debug("$ %s", text)
+    full_env = None
+    if env is not None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if capture else subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+        )
+    except FileNotFoundError as e:
+        raise ToolError(f"cannot run {argv[0]}: not found ({what or text})") from e
+    if capture:
+        out, err = proc.communicate(input)
+        tail_src = err.decode(errors="replace").splitlines()
+        for line in tail_src:
+            log.debug("  %s", line)
+    else:
+        assert proc.stdout is not None
+        if input is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(input)
+            proc.stdin.close()
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            tail.append(line)
+            log.debug("  %s", line)
+        proc.wait()
+        out, err = b"", b""
+        tail_src = list(tail)
+    if check and proc.returncode != 0:
+        lines = "\n".join("  | " + ln for ln in tail_src[-TAIL_LINES:])
+        raise ToolError(
+            f"{what or 'command'} failed with exit status {proc.returncode}: {text}"
+            + (f"\n{lines}" if lines else "")
+        )
+    return subprocess.CompletedProcess(argv, proc.returncode or 0, out, err)
