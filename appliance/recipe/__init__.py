@@ -1,0 +1,1 @@
+"""Recipes: TOML files describing an image (see loader.py for the format)."""

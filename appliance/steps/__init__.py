@@ -1,0 +1,1 @@
+"""Build steps: one module per step type (see appliance.recipe.registry)."""
