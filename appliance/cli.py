@@ -41,7 +41,8 @@ def _add_recipe_args(p: argparse.ArgumentParser, optional: bool) -> None:
     p.add_argument(
         "recipe",
         nargs="?" if optional else None,
-        help="recipe file, or a name from image_recipes/ (default: the embedded default recipe)"
+        help="recipe file, or a name from image_recipes/ (default: the embedded default "
+        "recipe, image_recipes/host.toml)"
         if optional
         else "recipe file, or a name from image_recipes/",
     )
@@ -126,6 +127,12 @@ def _add_build_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "build",
         help="build a recipe into images",
         description="Build a recipe: run its steps (reusing cached ones) and write its outputs.",
+        epilog="examples:\n"
+        "  appliance build                       build the default recipe into ./out\n"
+        "  appliance build test-minimal --dry-run  validate and show the plan\n"
+        "  appliance build host --set hostname=pve1 -o /srv/images\n"
+        "The full log of every command goes to OUTDIR/build.log.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_recipe_args(p, optional=True)
     p.add_argument("-o", "--output", default="out", help="output directory (default: ./out)")

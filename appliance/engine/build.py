@@ -307,3 +307,7 @@ def print_summary(result: BuildResult) -> None:
         else:
             print(f"  {p.type:9} {p.path}/")
     print(f"  log       {result.log_path}")
+    for p in result.products:
+        usage = getattr(registry.output(p.type), "usage", None)
+        if usage is not None:
+            print(f"{p.path.name}: {usage(p.path)}")

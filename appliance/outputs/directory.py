@@ -25,6 +25,10 @@ def validate(options: dict[str, Any], recipe: Recipe) -> None:
     return None
 
 
+def usage(path: Path) -> str:
+    return (f"chroot into it with `chroot {path}`")
+
+
 def clamp_mtimes(root: Path, epoch: int) -> None:
     for dirpath, dirs, files in os.walk(root, topdown=False):
         for name in [*files, *dirs, ""]:

@@ -31,6 +31,11 @@ def validate(options: dict[str, Any], recipe: Recipe) -> None:
     return None
 
 
+def usage(path: Path) -> str:
+    return (f"mount it with `mount -o loop,ro {path} /mnt`; it is the root "
+            "filesystem that live and installer images boot from")
+
+
 def make(ctx: OutputContext, tree: Path, dest: Path, level: int, block_size: str) -> Path:
     """mksquashfs `tree` into `dest`, reproducibly (SOURCE_DATE_EPOCH in the
     environment sets the creation time and clamps every mtime). Used by other

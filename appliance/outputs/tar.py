@@ -29,6 +29,11 @@ def validate(options: dict[str, Any], recipe: Recipe) -> None:
     return None
 
 
+def usage(path: Path) -> str:
+    return (f"unpack with `tar --zstd -xpf {path} -C DIR`, or use it as an LXC "
+            "container template")
+
+
 def write(ctx: OutputContext) -> list[Path]:
     o = ctx.options
     dest = ctx.scratch / str(o["filename"] or f"{ctx.recipe.name}.tar.zst")

@@ -45,7 +45,7 @@ RECIPE_TABLE = Table(
                "relative to this file (default: the project's templates/)"),
         Option("source-date-epoch", integer(minimum=0), None,
                "timestamp that clamps every mtime (SOURCE_DATE_EPOCH in the environment "
-               "overrides it)"),
+               "overrides it)", kind="integer"),
     )
 )
 

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Build benchmark: `appliance build` of host.toml against the same work done
+by a plain `mmdebstrap ... && mksquashfs ...` pipeline, in the same run.
+
+Prints:
+  cold ratio  = cold appliance build / plain pipeline        (target <= 1.15)
+  warm ratio  = rebuild after changing one overlay file / cold (target <= 0.15)
+
+Run as root from the checkout: .venv/bin/python bench/build.py [--recipe host]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from appliance.engine import build as engine  # noqa: E402
+from appliance.recipe import loader  # noqa: E402
+from appliance.steps import bootstrap  # noqa: E402
+
+
+def timed(fn) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    res = fn()
+    return time.monotonic() - t0, res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--recipe", default="host")
+    ap.add_argument("--workdir", default=None, help="scratch directory (default: a temp dir)")
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="appliance-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    # The bench recipe: the real recipe plus one overlay, so a warm rebuild
+    # after editing one overlay file can be measured without touching the repo.
+    overlay = work / "templates" / "bench-overlay" / "etc" / "appliance"
+    overlay.mkdir(parents=True)
+    (overlay / "bench.conf").write_text("generation = 1\n")
+    base = loader.resolve(args.recipe)
+    recipe_file = work / "bench.toml"
+    recipe_file.write_text(
+        f'[recipe]\nname = "bench"\nextends = "{base}"\ntemplates-dir = "templates"\n'
+        '[[steps]]\ntype = "files"\nname = "bench-overlay"\noverlay = ["bench-overlay"]\n'
+    )
+    recipe = loader.load(recipe_file)
+    boot = recipe.steps[0].options
+    squash = next(o.options for o in recipe.outputs if o.type == "squashfs")
+
+    # 1. the plain pipeline
+    plain_tree = work / "plain-tree"
+    argv = [
+        "mmdebstrap", "--mode=root", f"--variant={boot['variant']}",
+        f"--architectures={boot['architecture']}", f"--components={','.join(boot['components'])}",
+    ]
+    if boot["include"]:
+        argv.append("--include=" + ",".join(boot["include"]))
+    argv += [boot["suite"], str(plain_tree), *bootstrap.sources(boot)]
+    env = {"SOURCE_DATE_EPOCH": str(recipe.source_date_epoch), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+    def plain() -> None:
+        subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        subprocess.run(["mksquashfs", str(plain_tree), str(work / "plain.squashfs"), "-noappend",
+                        "-quiet", "-no-progress", "-comp", "zstd", "-Xcompression-level",
+                        str(squash["compression-level"]), "-b", squash["block-size"]],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+
+    t_plain, _ = timed(plain)
+    print(f"plain mmdebstrap + mksquashfs: {t_plain:7.1f}s  "
+          f"({(work / 'plain.squashfs').stat().st_size / 2**20:.1f} MiB)", flush=True)
+    shutil.rmtree(plain_tree)
+
+    # 2. cold appliance build (empty cache)
+    cache = work / "cache"
+
+    def ours() -> engine.BuildResult:
+        return engine.build(recipe_file, outdir=work / "out", cache_dir=cache,
+                            formats=["squashfs"], progress_stream=open("/dev/null", "w"))
+
+    t_cold, res = timed(ours)
+    size = res.products[0].size  # type: ignore[attr-defined]
+    print(f"appliance build, cold:         {t_cold:7.1f}s  ({size / 2**20:.1f} MiB)", flush=True)
+
+    # 3. warm: one overlay file changed
+    (overlay / "bench.conf").write_text("generation = 2\n")
+    t_warm, res = timed(ours)
+    built = res.built  # type: ignore[attr-defined]
+    print(f"appliance build, warm:         {t_warm:7.1f}s  (rebuilt: {', '.join(built)})")
+    print(f"cold ratio (cold / plain): {t_cold / t_plain:.2f}  (target <= 1.15)")
+    print(f"warm ratio (warm / cold):  {t_warm / t_cold:.2f}  (target <= 0.15)")
+    if not args.workdir:
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
