@@ -65,7 +65,8 @@ def main() -> int:
     if boot["include"]:
         argv.append("--include=" + ",".join(boot["include"]))
     argv += [boot["suite"], str(plain_tree), *bootstrap.sources(boot)]
-    env = {"SOURCE_DATE_EPOCH": str(recipe.source_date_epoch), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    env = {"SOURCE_DATE_EPOCH": str(recipe.source_date_epoch),
+           "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
     def plain() -> None:
         subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL,

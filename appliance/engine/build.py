@@ -196,8 +196,6 @@ def build(
 ) -> BuildResult:
     rec = loader.load(recipe, variables)
     outputs = _select_outputs(rec, formats)
-    for o in outputs:
-        registry.output(o.type).validate(o.options, rec)
     _check_tools(rec, outputs)
     cache = Cache(Path(cache_dir)) if use_cache else None
     steps = plan(rec, cache)

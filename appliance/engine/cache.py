@@ -115,7 +115,7 @@ class Cache:
         os.rename(staging, final)
 
     def entries(self) -> list[Entry]:
-        out = []
+        out: list[Entry] = []
         if not self.layers.is_dir():
             return out
         for d in self.layers.iterdir():
