@@ -80,6 +80,10 @@ def _bios_hint(ext: str) -> str:
     )
 
 
+def _module_for(ext: str | None) -> str:
+    return "kvm_intel" if ext == "VT-x" else "kvm_amd"
+
+
 def judge(f: VirtFacts) -> tuple[str, str]:
     """(status, verdict sentence). See the module doc for the statuses."""
     ext = f.cpuid.extension
@@ -105,7 +109,7 @@ def judge(f: VirtFacts) -> tuple[str, str]:
         )
         return NO_CPU_SUPPORT, f"no CPU support: the CPU exposes no VT-x/AMD-V{guest}"
     if not f.kvm.present or f.backend is None:
-        module = "kvm_intel" if ext == "VT-x" else "kvm_amd"
+        module = _module_for(ext)
         return KVM_NOT_LOADED, (
             f"KVM not loaded: the CPU has {ext} but there is no /dev/kvm — modprobe {module}"
         )
@@ -113,7 +117,7 @@ def judge(f: VirtFacts) -> tuple[str, str]:
         why = f.kvm.error or f.kvm.create_vm_error or "KVM_CREATE_VM failed"
         return KVM_UNUSABLE, f"KVM unusable: /dev/kvm exists but {why}"
     if not hw_backend:
-        module = "kvm_intel" if ext == "VT-x" else "kvm_amd"
+        module = _module_for(ext)
         return SOFTWARE_ONLY, (
             f"software-only: /dev/kvm is backed by {f.backend} although the CPU has {ext} "
             f"— load {module} instead"
@@ -206,7 +210,12 @@ def virt_checks(f: VirtFacts) -> list[Check]:
     k = f.kvm
     if not k.present:
         out.append(
-            Check("/dev/kvm", FAIL, "missing", "load kvm_intel or kvm_amd" if c.extension else None)
+            Check(
+                "/dev/kvm",
+                FAIL,
+                "missing",
+                f"modprobe {_module_for(c.extension)}" if c.extension else None,
+            )
         )
     else:
         out.append(Check("/dev/kvm", PASS, "present"))
@@ -244,6 +253,15 @@ def virt_checks(f: VirtFacts) -> list[Check]:
                 WARN,
                 "kvm_pvm: paravirtualized KVM without VT-x/AMD-V",
                 "only PVM-aware guests run well; full guests crawl",
+            )
+        )
+    elif f.backend == "other" and not k.present:
+        out.append(
+            Check(
+                "KVM module",
+                FAIL if c.extension else NOTE,
+                "only the generic kvm module is loaded; no vendor module serves /dev/kvm",
+                f"modprobe {_module_for(c.extension)}" if c.extension else None,
             )
         )
     elif f.backend:

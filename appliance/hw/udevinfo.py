@@ -184,14 +184,14 @@ def _holders(dev: pyudev.Device) -> list[str]:
 def _excluded(
     name: str, devpath: str, size: int, readonly: bool, mountpoints: list[str]
 ) -> str | None:
+    live = [m for m in mountpoints if m in LIVE_MOUNTPOINTS]
+    if live:
+        return f"live medium this system booted from (mounted at {live[0]})"
     for prefix, what in VIRTUAL_PREFIXES.items():
         if name.startswith(prefix) and (prefix != "md" or name[2:3].isdigit()):
             return what
     if devpath.startswith("/devices/virtual/"):
         return "virtual device"
-    live = [m for m in mountpoints if m in LIVE_MOUNTPOINTS]
-    if live:
-        return f"live medium this system booted from (mounted at {live[0]})"
     if "/" in mountpoints:
         return "holds the running system (mounted at /)"
     if size == 0:
