@@ -182,6 +182,9 @@ def _add_build_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 def cmd_detect(args: argparse.Namespace) -> int:
     from appliance.hw import commands
 
+    if args.record:
+        print(f"recorded this machine in {commands.record(args.record)}")
+        return 0
     report = commands.detect(args.recorded, inventory=not args.no_inventory)
     sys.stdout.write(report.to_json_text() + "\n" if args.json else report.to_text())
     return report.exit_code
@@ -220,6 +223,11 @@ def _add_hw_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-inventory", action="store_true", help="skip the disk/NIC inventory")
     p.add_argument("--recorded", metavar="DIR", help=recorded_help)
+    p.add_argument(
+        "--record",
+        metavar="DIR",
+        help="write what detection reads on this machine into DIR, for --recorded",
+    )
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser(

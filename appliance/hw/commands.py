@@ -22,6 +22,13 @@ def detect(recorded: str | None = None, inventory: bool = True) -> Report:
     return _detect(rec.root, cpuid=rec.cpuid, msr=rec.msr, kvm=rec.kvm, inventory=inventory)
 
 
+def record(dest: str) -> Path:
+    """Record this machine for `detect --recorded` (see appliance.hw.record)."""
+    from appliance.hw.record import record as _record
+
+    return _record(Path(dest))
+
+
 def _root(recorded: str | None) -> Path:
     return load_recording(Path(recorded)).root if recorded else Path("/")
 

@@ -37,6 +37,8 @@ def test_detect_in_tcg_guest_sees_amd_v_and_kvm_amd(nested_guest):
 def test_tcg_guest_sources_agree(nested_guest):
     virt = nested_guest.report["virtualization"]
     assert virt["cpuid"]["svm"] is True and virt["cpuid"]["source"] == "cpuid"
+    assert virt["cpuid"]["hypervisor"] is True  # QEMU sets the bit and its leaf 0x40000000
+    assert virt["cpuid"]["hypervisor_signature"] == "TCGTCGTCGTCG"
     assert "svm" in virt["cpuinfo_flags"]
     assert virt["kvm_module"] == "kvm_amd"
     assert virt["kvm_device"]["api_version"] == 12
