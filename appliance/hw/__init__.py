@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyudev
+import pyudev  # type: ignore[import-untyped,unused-ignore]
 
 from appliance.errors import HardwareError
 from appliance.hw import cpu as _cpu

@@ -63,7 +63,7 @@ HYPERVISOR_NAMES = {
 def native_cpuid(leaf: int, subleaf: int = 0) -> Regs:
     """Execute CPUID on this CPU through the cffi helper."""
     try:
-        from appliance.hw._cpuid import ffi, lib
+        from appliance.hw._cpuid import ffi, lib  # type: ignore[import-not-found,unused-ignore]
     except ImportError as e:  # the package was installed without its native part
         raise HardwareError(
             "the CPUID helper appliance.hw._cpuid is not built; run `./run setup`"
@@ -96,7 +96,7 @@ class RecordedCpuid:
             values = tuple(int(v, 0) if isinstance(v, str) else int(v) for v in regs)
             if len(values) != 4:
                 raise HardwareError(f"{path}: leaf {key}: expected [eax, ebx, ecx, edx]")
-            leaves[(int(leaf, 16), int(sub, 16) if sub else 0)] = values  # type: ignore[assignment]
+            leaves[(int(leaf, 16), int(sub, 16) if sub else 0)] = values
         return cls(leaves)
 
     def __call__(self, leaf: int, subleaf: int = 0) -> Regs:

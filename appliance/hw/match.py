@@ -70,7 +70,7 @@ def glob_match(pattern: str, value: str) -> bool:
 def check_mode(mode: str) -> MatchMode:
     if mode not in MODES:
         raise HardwareError(f"filter-match {mode!r}: expected 'any' or 'all'")
-    return mode  # type: ignore[return-value]
+    return mode
 
 
 def properties_match(

@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-import pyudev
+import pyudev  # type: ignore[import-untyped,unused-ignore]
 
 from appliance.errors import HardwareError
 from appliance.hw import cpu, kvm

@@ -430,7 +430,7 @@ class Report:
         if self.inventory is not None:
             virtual: dict[str, list[str]] = {}
             for d in self.inventory.disks:
-                if d.excluded_reason in VIRTUAL_PREFIXES.values():
+                if d.excluded_reason is not None and d.excluded_reason in VIRTUAL_PREFIXES.values():
                     virtual.setdefault(d.excluded_reason, []).append(d.name)
                     continue
                 offer = "install target" if d.install_target else "not offered"

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyudev
+import pyudev  # type: ignore[import-untyped,unused-ignore]
 
 from appliance.hw.host import read_mounts
 
@@ -132,7 +132,7 @@ def _attr(dev: pyudev.Device, name: str) -> str | None:
         value = dev.attributes.asstring(name)
     except (KeyError, OSError, UnicodeDecodeError):
         return None
-    return value.strip()
+    return str(value).strip()
 
 
 def _int_attr(dev: pyudev.Device, name: str) -> int | None:
