@@ -106,19 +106,28 @@ def test_kvm_device_that_refuses_vms_is_unusable():
     assert check(r, "KVM_CREATE_VM").result == "FAIL"
 
 
-def test_pvm_backend_without_vtx_is_software_only(tmp_path):
-    """The development machines' situation, built from a recorded guest."""
-    root = tmp_path / "root"
-    shutil.copytree(machine("cloud-guest-no-vmx") / "root", root)
-    (root / "sys/module/kvm_pvm/parameters").mkdir(parents=True)
-    (root / "sys/module/kvm/parameters").mkdir(parents=True)
-    kvm = RecordedKvm({"present": True, "api_version": 12, "create_vm": True})
-    r = judge("cloud-guest-no-vmx", root=root, kvm=kvm)
-    assert (r.status, r.exit_code) == (SOFTWARE_ONLY, 10)
+def test_pvm_development_vm_is_software_only():
+    """Our development machines: kvm_pvm built in, no VT-x/AMD-V, KVM ioctls work."""
+    r = judge("pvm-dev-vm")
+    assert (r.status, r.accelerated, r.exit_code) == (SOFTWARE_ONLY, False, 10)
     assert r.verdict == (
         "software-only: /dev/kvm is backed by kvm_pvm and the CPU exposes no VT-x/AMD-V "
         "— full guests will not run at usable speed"
     )
+    assert r.facts.backend == "kvm_pvm"
+    assert check(r, "KVM module").result == "WARN"
+    assert check(r, "KVM_CREATE_VM").result == "PASS"  # it works, it is just not hardware
+    assert check(r, "cgroup v2 (LXC)").result == "WARN"  # hybrid layout
+
+
+def test_pvm_next_to_a_capable_cpu_says_which_module_to_load(tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(machine("intel-no-kvm-module") / "root", root)
+    (root / "sys/module/kvm_pvm/parameters").mkdir(parents=True)
+    kvm = RecordedKvm({"present": True, "api_version": 12, "create_vm": True})
+    r = judge("intel-no-kvm-module", root=root, kvm=kvm)
+    assert r.status == SOFTWARE_ONLY
+    assert "although the CPU has VT-x" in r.verdict and "kvm_intel" in r.verdict
 
 
 def test_report_json_carries_verdict_checks_and_sources():
