@@ -143,7 +143,7 @@ def detect(
     return Report(
         status=status,
         verdict=verdict,
-        checks=_report.virt_checks(vf) + _report.host_checks(features),
+        checks=_report.virt_checks(vf) + _report.host_checks(features, guest=facts.hypervisor),
         facts=vf,
         host=features,
         inventory=inv,

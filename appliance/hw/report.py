@@ -96,10 +96,14 @@ def judge(f: VirtFacts) -> tuple[str, str]:
             f"although CPUID reports {ext}; the firmware MSR could not be read to confirm)"
         )
     if ext is None:
-        if f.kvm.works and f.backend is not None:
+        if f.kvm.present and f.backend is not None:
+            unusable = ""
+            if not f.kvm.works:
+                why = f.kvm.error or f.kvm.create_vm_error or "KVM_CREATE_VM failed"
+                unusable = f" (and /dev/kvm is not usable here: {why})"
             return SOFTWARE_ONLY, (
                 f"software-only: /dev/kvm is backed by {f.backend} and the CPU exposes no "
-                "VT-x/AMD-V — full guests will not run at usable speed"
+                f"VT-x/AMD-V — full guests will not run at usable speed{unusable}"
             )
         guest = (
             f" (this is a {f.cpuid.hypervisor_name} guest: enable nested virtualization "
@@ -282,8 +286,15 @@ def virt_checks(f: VirtFacts) -> list[Check]:
     return out
 
 
-def host_checks(h: HostFeatures) -> list[Check]:
+def host_checks(h: HostFeatures, guest: bool = False) -> list[Check]:
+    """Checks of IOMMU, vhost-net, TUN, namespaces, cgroups. `guest`: we run
+    under a hypervisor, so firmware hints become hints for the host."""
     out = []
+    firmware = (
+        "give the VM a virtual IOMMU on its host"
+        if guest
+        else ("enable VT-d / AMD-Vi (IOMMU) in BIOS setup")
+    )
     io = h.iommu
     if io.acpi_tables and io.groups:
         out.append(
@@ -305,7 +316,7 @@ def host_checks(h: HostFeatures) -> list[Check]:
                 "IOMMU",
                 WARN,
                 "no DMAR/IVRS ACPI table: no PCI passthrough",
-                "enable VT-d / AMD-Vi (IOMMU) in BIOS setup",
+                firmware,
             )
         )
     out.append(

@@ -2,6 +2,8 @@
 
 import shutil
 
+import pytest
+
 from appliance.hw import detect, load_recording
 from appliance.hw.cpu import RecordedMsr
 from appliance.hw.kvm import RecordedKvm
@@ -90,6 +92,7 @@ def test_cloud_guest_without_vmx_has_no_cpu_support():
     assert (r.status, r.exit_code) == (NO_CPU_SUPPORT, 12)
     assert r.verdict.startswith("no CPU support")
     assert "enable nested virtualization" in r.verdict
+    assert check(r, "IOMMU").hint == "give the VM a virtual IOMMU on its host"
 
 
 def test_kvm_device_that_refuses_vms_is_unusable():
@@ -118,6 +121,27 @@ def test_pvm_development_vm_is_software_only():
     assert check(r, "KVM module").result == "WARN"
     assert check(r, "KVM_CREATE_VM").result == "PASS"  # it works, it is just not hardware
     assert check(r, "cgroup v2 (LXC)").result == "WARN"  # hybrid layout
+
+
+def test_pvm_without_access_to_dev_kvm_is_still_named():
+    kvm = RecordedKvm({"present": True, "accessible": False, "error": "Permission denied"})
+    r = judge("pvm-dev-vm", kvm=kvm)
+    assert r.status == SOFTWARE_ONLY
+    assert "backed by kvm_pvm" in r.verdict and "Permission denied" in r.verdict
+    assert check(r, "/dev/kvm access").result == "FAIL"
+
+
+@pytest.mark.parametrize(
+    ("value", "status"),
+    [(0x1, FIRMWARE_DISABLED), (0x3, FIRMWARE_DISABLED), (0x5, ACCELERATED), (0x0, ACCELERATED)],
+)
+def test_intel_feature_control_decides_firmware_verdict(value, status):
+    r = judge("intel-server", msr=RecordedMsr({0x3A: value}))
+    assert r.status == status
+    if status == FIRMWARE_DISABLED:
+        assert r.verdict == (
+            "disabled in firmware: enable VT-x (Intel Virtualization Technology) in BIOS setup"
+        )
 
 
 def test_pvm_next_to_a_capable_cpu_says_which_module_to_load(tmp_path):
