@@ -151,11 +151,11 @@ def _parent_attr(dev: pyudev.Device, name: str) -> str | None:
     return _attr(parent, name) if parent is not None else None
 
 
-def _bus(dev: pyudev.Device, props: dict[str, str]) -> str | None:
+def _bus(props: dict[str, str]) -> str | None:
+    """udev's ID_BUS (ata for SATA, scsi for SAS, usb), else guessed from the
+    device path (NVMe and virtio disks carry no ID_BUS)."""
     if props.get("ID_BUS"):
-        bus = props["ID_BUS"]
-        # udev says "ata" for SATA and "scsi" for SAS; USB sticks carry ID_BUS=usb.
-        return bus
+        return props["ID_BUS"]
     path = props.get("DEVPATH", "")
     for key in ("usb", "nvme", "virtio", "mmc", "ata", "host"):
         if f"/{key}" in path:
@@ -258,7 +258,7 @@ def list_disks(context: pyudev.Context, root: Path = Path("/")) -> list[Disk]:
                 or _parent_attr(dev, "serial")
                 or None,
                 wwn=props.get("ID_WWN") or _attr(dev, "wwid") or _parent_attr(dev, "wwid") or None,
-                bus=_bus(dev, props),
+                bus=_bus(props),
                 rotational=_attr(dev, "queue/rotational") == "1",
                 removable=_attr(dev, "removable") == "1",
                 readonly=readonly,

@@ -9,7 +9,7 @@ import pytest
 from appliance.errors import HardwareError
 from appliance.hw.record import record
 
-from .conftest import appliance_json
+from .conftest import appliance_cmd, appliance_json
 
 pytestmark = pytest.mark.usefixtures("umockdev")
 
@@ -20,7 +20,9 @@ def _comparable(report: dict) -> dict:
 
 
 def test_record_then_replay_gives_the_same_report(tmp_path):
-    dest = record(tmp_path / "this-machine")
+    dest = tmp_path / "this-machine"
+    proc = appliance_cmd("detect", "--record", str(dest))
+    assert proc.returncode == 0 and f"recorded this machine in {dest}" in proc.stdout
     assert json.loads((dest / "cpuid.json").read_text())["0x0"]
     assert (dest / "devices.umockdev").read_text().startswith("P: /devices/")
 
