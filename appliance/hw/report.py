@@ -73,11 +73,9 @@ class VirtFacts:
 
 
 def _bios_hint(ext: str) -> str:
-    return (
-        "enable SVM in BIOS setup"
-        if ext == "AMD-V"
-        else ("enable VT-x (Intel Virtualization Technology) in BIOS setup")
-    )
+    if ext == "AMD-V":
+        return "enable SVM in BIOS setup"
+    return "enable VT-x (Intel Virtualization Technology) in BIOS setup"
 
 
 def _module_for(ext: str | None) -> str:
@@ -212,13 +210,18 @@ def virt_checks(f: VirtFacts) -> list[Check]:
     else:
         out.append(Check("Firmware enables virtualization (MSR)", NOTE, fw.detail))
     k = f.kvm
+    load_hint = None
+    if c.extension:
+        load_hint = (
+            _bios_hint(c.extension) if fw.disabled else f"modprobe {_module_for(c.extension)}"
+        )
     if not k.present:
         out.append(
             Check(
                 "/dev/kvm",
                 FAIL,
                 "missing",
-                f"modprobe {_module_for(c.extension)}" if c.extension else None,
+                load_hint,
             )
         )
     else:
@@ -265,13 +268,15 @@ def virt_checks(f: VirtFacts) -> list[Check]:
                 "KVM module",
                 FAIL if c.extension else NOTE,
                 "only the generic kvm module is loaded; no vendor module serves /dev/kvm",
-                f"modprobe {_module_for(c.extension)}" if c.extension else None,
+                load_hint,
             )
         )
     elif f.backend:
         out.append(Check("KVM module", WARN, f"{f.backend} (unknown backend)"))
     else:
-        out.append(Check("KVM module", FAIL if c.extension else NOTE, "no KVM module present"))
+        out.append(
+            Check("KVM module", FAIL if c.extension else NOTE, "no KVM module present", load_hint)
+        )
     if f.nested is not None:
         on = f.nested in ("Y", "1")
         out.append(
@@ -290,11 +295,9 @@ def host_checks(h: HostFeatures, guest: bool = False) -> list[Check]:
     """Checks of IOMMU, vhost-net, TUN, namespaces, cgroups. `guest`: we run
     under a hypervisor, so firmware hints become hints for the host."""
     out = []
-    firmware = (
-        "give the VM a virtual IOMMU on its host"
-        if guest
-        else ("enable VT-d / AMD-Vi (IOMMU) in BIOS setup")
-    )
+    firmware = "enable VT-d / AMD-Vi (IOMMU) in BIOS setup"
+    if guest:
+        firmware = "give the VM a virtual IOMMU on its host"
     io = h.iommu
     if io.acpi_tables and io.groups:
         out.append(

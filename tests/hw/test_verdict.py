@@ -49,6 +49,9 @@ def test_amd_with_svm_disabled_in_firmware():
     assert r.verdict == "disabled in firmware: enable SVM in BIOS setup"
     fw = check(r, "Firmware enables virtualization (MSR)")
     assert fw.result == "FAIL" and "SVMDIS" in fw.detail
+    # modprobe would fail: every hint points at the firmware
+    assert check(r, "/dev/kvm").hint == "enable SVM in BIOS setup"
+    assert check(r, "KVM module").hint == "enable SVM in BIOS setup"
 
 
 def test_firmware_disabled_is_inferred_when_the_kernel_hides_the_flag(tmp_path):
@@ -84,6 +87,7 @@ def test_no_kvm_module_loaded():
     assert (r.status, r.exit_code) == (KVM_NOT_LOADED, 13)
     assert "modprobe kvm_intel" in r.verdict
     assert check(r, "/dev/kvm").result == "FAIL"
+    assert check(r, "/dev/kvm").hint == "modprobe kvm_intel"
     assert check(r, "IOMMU").result == "WARN"  # DMAR present, VT-d not switched on
 
 
