@@ -204,7 +204,10 @@ def _excluded(
 def list_disks(context: pyudev.Context, root: Path = Path("/")) -> list[Disk]:
     mounts = read_mounts(root)
     mounted: dict[str, list[str]] = {}
+    real_root = root.resolve() == Path("/")
     for src, mnt, _fstype, _opts in mounts:
+        if real_root and src.startswith("/dev/"):
+            src = os.path.realpath(src)  # /dev/disk/by-label/... -> /dev/sdb1
         mounted.setdefault(src, []).append(mnt)
     swaps: set[str] = set()
     try:

@@ -130,3 +130,15 @@ def test_bad_filter_is_reported_without_traceback():
     proc = appliance_cmd("device-match", "disk", "ID_SERIAL=[abc", recorded="intel-server")
     assert proc.returncode == 5
     assert "never closed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_text_report_has_one_line_per_check_verdict_and_inventory():
+    proc = appliance_cmd("detect", recorded="amd-svm-disabled")
+    assert proc.returncode == 11
+    lines = proc.stdout.splitlines()
+    checks = [ln for ln in lines if ln[:4] in ("PASS", "WARN", "FAIL", "NOTE")]
+    assert any(ln.startswith("FAIL  Firmware enables virtualization (MSR)") for ln in checks)
+    assert "Verdict: disabled in firmware: enable SVM in BIOS setup" in lines
+    assert any("hint: enable SVM in BIOS setup" in ln for ln in lines)
+    assert any(ln.startswith("Disk /dev/sda: 1000.2 GB, CT1000MX500SSD1") for ln in lines)
+    assert any(ln.startswith("NIC enp5s0: 18:c0:4d:01:02:03, driver r8169") for ln in lines)
