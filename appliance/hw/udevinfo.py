@@ -50,6 +50,7 @@ LIVE_MOUNTPOINTS = (
 class Partition:
     name: str
     devnode: str
+    syspath: str
     size_bytes: int
     fstype: str | None
     label: str | None
@@ -76,7 +77,7 @@ class Disk:
     fstype: str | None  # a filesystem or signature on the whole disk
     partitions: list[Partition]
     mountpoints: list[str]  # of the disk and its partitions
-    holders: list[str]  # dm/md devices built on it
+    holders: list[str]  # dm/md devices built on it or its partitions
     swap: bool
     install_target: bool
     excluded_reason: str | None
@@ -174,9 +175,10 @@ def _links(props: dict[str, str], dev: pyudev.Device) -> list[str]:
     return sorted(links)
 
 
-def _holders(dev: pyudev.Device) -> list[str]:
+def _holders(syspath: str) -> list[str]:
+    """dm/md devices built on this block device (its sysfs holders/)."""
     try:
-        return sorted(os.listdir(os.path.join(dev.sys_path, "holders")))
+        return sorted(os.listdir(os.path.join(syspath, "holders")))
     except OSError:
         return []
 
@@ -233,6 +235,7 @@ def list_disks(context: pyudev.Context, root: Path = Path("/")) -> list[Disk]:
                 Partition(
                     name=child.sys_name,
                     devnode=cnode,
+                    syspath=child.sys_path,
                     size_bytes=(_int_attr(child, "size") or 0) * 512,
                     fstype=cprops.get("ID_FS_TYPE") or None,
                     label=cprops.get("ID_FS_LABEL") or None,
@@ -270,7 +273,9 @@ def list_disks(context: pyudev.Context, root: Path = Path("/")) -> list[Disk]:
                 fstype=props.get("ID_FS_TYPE") or None,
                 partitions=partitions,
                 mountpoints=mountpoints,
-                holders=_holders(dev),
+                holders=sorted(
+                    {*_holders(dev.sys_path), *(h for p in partitions for h in _holders(p.syspath))}
+                ),
                 swap=devnode in swaps or any(p.devnode in swaps for p in partitions),
                 install_target=excluded is None,
                 excluded_reason=excluded,

@@ -53,6 +53,7 @@ def test_server_disk_details_come_from_udev_and_sysfs(server):
     assert nvme["by_path"] == ["/dev/disk/by-path/pci-0000:01:00.0-nvme-1"]
     assert nvme["in_use"] is False
     assert (sda["bus"], sda["rotational"], sda["wwn"]) == ("ata", True, "0x5000c500a1b2c3d4")
+    assert sda["holders"] == ["md127"] and sda["in_use"] is True  # an md member
     assert sda["by_id"] == [
         "/dev/disk/by-id/ata-ST4000NM0035-1V4107_ZC11ABCD",
         "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4",
