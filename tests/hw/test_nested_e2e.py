@@ -41,6 +41,7 @@ def test_tcg_guest_sources_agree(nested_guest):
     assert virt["cpuid"]["hypervisor_signature"] == "TCGTCGTCGTCG"
     assert "svm" in virt["cpuinfo_flags"]
     assert virt["kvm_module"] == "kvm_amd"
+    assert virt["nested"] == "1"  # kvm_amd's own parameter, read in the guest
     assert virt["kvm_device"]["api_version"] == 12
     assert virt["kvm_device"]["create_vm"] is True
     assert virt["firmware"]["disabled"] is False  # VM_CR read through the msr driver
