@@ -27,6 +27,14 @@ class ToolError(ApplianceError):
     exit_code = 4
 
 
+class HardwareError(ApplianceError):
+    """Hardware detection was asked something it cannot answer (bad filter,
+    unreadable recorded data). A machine that cannot host VMs is not an error:
+    `appliance detect` reports that through its verdict and exit status."""
+
+    exit_code = 5
+
+
 def where(path: object, line: int | None = None) -> str:
     """Format a `file:line` location prefix."""
     return f"{path}:{line}" if line else f"{path}"

@@ -1,0 +1,120 @@
+"""Select disks and NICs by globs over their udev properties.
+
+This is the matching the installer uses for answer-file filters
+(`filter.ID_SERIAL = "*MZ7KM240*"`) and that `appliance device-match` shows:
+each filter is `udev property name -> glob`; a device matches a filter when
+it has that property and the whole value matches the glob. With mode "any"
+one matching filter selects the device, with "all" every filter must match.
+
+Globs: `*` any run of characters, `?` one character, `[abc]` / `[a-z]` one
+of a set, `[!abc]` none of a set. Matching is case-sensitive and `/` is an
+ordinary character (udev values are not paths to walk).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Literal
+
+from appliance.errors import HardwareError
+
+MatchMode = Literal["any", "all"]
+MODES: tuple[MatchMode, ...] = ("any", "all")
+
+
+@lru_cache(maxsize=256)
+def compile_glob(pattern: str) -> re.Pattern[str]:
+    """Translate a glob into an anchored regular expression.
+
+    Raises HardwareError for an unclosed `[`, so a typo in a filter is
+    reported instead of silently matching nothing.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            j = i
+            if j < n and pattern[j] in "!^":
+                j += 1
+            if j < n and pattern[j] == "]":  # a leading ] is a literal member
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                raise HardwareError(f"glob {pattern!r}: '[' at position {i - 1} is never closed")
+            body = pattern[i:j]
+            i = j + 1
+            negate = body[:1] in ("!", "^")
+            if negate:
+                body = body[1:]
+            members = body.replace("\\", "\\\\").replace("^", "\\^").replace("[", "\\[")
+            out.append(f"[{'^' if negate else ''}{members}]")
+        else:
+            out.append(re.escape(c))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def glob_match(pattern: str, value: str) -> bool:
+    """True when the whole of `value` matches the glob `pattern`."""
+    return compile_glob(pattern).fullmatch(value) is not None
+
+
+def check_mode(mode: str) -> MatchMode:
+    if mode not in MODES:
+        raise HardwareError(f"filter-match {mode!r}: expected 'any' or 'all'")
+    return mode
+
+
+def properties_match(
+    properties: Mapping[str, str], filters: Mapping[str, str], mode: MatchMode = "any"
+) -> bool:
+    """Whether one device's udev properties satisfy the filters.
+
+    No filters select nothing: an empty filter is a mistake, not "everything".
+    """
+    if not filters:
+        return False
+    hits = (
+        key in properties and glob_match(pattern, properties[key])
+        for key, pattern in filters.items()
+    )
+    return all(hits) if check_mode(mode) == "all" else any(hits)
+
+
+def match_devices(
+    devices: Mapping[str, Mapping[str, str]] | Iterable[tuple[str, Mapping[str, str]]],
+    filters: Mapping[str, str],
+    mode: MatchMode = "any",
+) -> list[str]:
+    """Keys of the devices whose udev properties match `filters` (see module doc).
+
+    `devices` maps a device key (disk index or devnode, NIC name) to its udev
+    properties, e.g. `appliance.hw.udevinfo.device_info(...)["disks"]` or the
+    `disks`/`nics` of Proxmox's `run-env-udev.json`. Order is preserved.
+    """
+    check_mode(mode)
+    for key, pattern in filters.items():
+        if not key:
+            raise HardwareError(f"filter {key!r}={pattern!r}: empty property name")
+        compile_glob(pattern)
+    items = devices.items() if isinstance(devices, Mapping) else devices
+    return [key for key, props in items if properties_match(props, filters, mode)]
+
+
+def parse_filters(items: Iterable[str]) -> dict[str, str]:
+    """Parse command-line `KEY=GLOB` items into a filter dict."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise HardwareError(f"filter {item!r}: expected KEY=GLOB, e.g. 'ID_SERIAL=*SAMSUNG*'")
+        out[key.strip()] = value
+    return out
