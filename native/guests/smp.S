@@ -21,7 +21,7 @@ start:
 1:  movl $(1 << 24), APIC + APIC_ICR_HI
     movl $(0x4600 | (TRAMPOLINE >> 12)), APIC + APIC_ICR_LO   /* STARTUP */
     loop 1b
-    mov $2000000, %ecx
+    mov $500000, %ecx
 2:  mov AP_FLAG, %eax
     test %eax, %eax
     jnz 3f
