@@ -154,7 +154,10 @@ def test_real_kernel_enters_and_runs_until_killed(debian_kernel: Path) -> None:
     ids=["empty", "short", "elf", "zeros"],
 )
 def test_a_file_that_is_not_a_bzimage_is_rejected(data: bytes) -> None:
-    with Machine(MachineConfig(memory_mib=64)) as vm, pytest.raises(VmmError, match="not a bzImage"):
+    with (
+        Machine(MachineConfig(memory_mib=64)) as vm,
+        pytest.raises(VmmError, match="not a bzImage"),
+    ):
         vm.load_linux(data)
 
 
@@ -185,7 +188,10 @@ def test_kernel_too_big_for_the_memory(debian_kernel: Path) -> None:
 
 
 def test_command_line_longer_than_the_kernel_accepts(debian_kernel: Path) -> None:
-    with Machine(MachineConfig(memory_mib=256)) as vm, pytest.raises(VmmError, match="command line"):
+    with (
+        Machine(MachineConfig(memory_mib=256)) as vm,
+        pytest.raises(VmmError, match="command line"),
+    ):
         vm.load_linux(debian_kernel, cmdline="x" * 5000)
 
 
