@@ -50,25 +50,27 @@ def cdef_from_header(text: str) -> str:
     return "\n".join(out)
 
 
-def _source_path(name: str) -> str:
+def _source_path(name: str, absolute: bool) -> str:
     # setuptools wants paths relative to setup.py when building the package;
-    # other builds (the ASan variant) may run from anywhere.
+    # ffi.compile() (the ASan variant) runs from its own temporary directory.
     path = NATIVE / name
-    if Path.cwd() == NATIVE.parent:
+    if not absolute and Path.cwd() == NATIVE.parent:
         return str(path.relative_to(NATIVE.parent))
     return str(path)
 
 
 def make_ffibuilder(
-    extra_cflags: Sequence[str] = (), extra_ldflags: Sequence[str] = ()
+    extra_cflags: Sequence[str] = (),
+    extra_ldflags: Sequence[str] = (),
+    absolute_paths: bool = False,
 ) -> FFI:
     ffi = FFI()
     ffi.cdef(cdef_from_header((NATIVE / "vmm.h").read_text()))
     ffi.set_source(
         MODULE,
         '#include "vmm.h"\n',
-        sources=[_source_path(s) for s in SOURCES],
-        include_dirs=[_source_path(".")],
+        sources=[_source_path(s, absolute_paths) for s in SOURCES],
+        include_dirs=[_source_path(".", absolute_paths)],
         extra_compile_args=[*CFLAGS, *extra_cflags],
         extra_link_args=["-pthread", *extra_ldflags],
     )

@@ -284,7 +284,7 @@ class Machine:
         )
 
     def _err(self) -> str:
-        return ffi.string(lib.vmm_last_error(self._handle())).decode(errors="replace")
+        return str(ffi.string(lib.vmm_last_error(self._handle())).decode(errors="replace"))
 
     def load_raw(self, gpa: int, data: bytes) -> None:
         """Copy bytes into guest RAM (test guests, firmware)."""

@@ -67,3 +67,22 @@ def test_closed_machine_refuses_calls() -> None:
     vm.close()
     with pytest.raises(VmmError, match="closed"):
         vm.e820()
+
+
+def test_create_and_close_release_fds_and_memory() -> None:
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def rss_kib() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    Machine(MachineConfig(memory_mib=64, cpus=2)).close()  # warm up caches
+    before_fds, before_rss = fds(), rss_kib()
+    for _ in range(50):
+        with Machine(MachineConfig(memory_mib=64, cpus=2)) as vm:
+            vm.load_raw(0x100000, b"\xaa" * 2**20)  # touch 1 MiB of guest RAM
+    assert fds() == before_fds
+    assert rss_kib() - before_rss < 4096
