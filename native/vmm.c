@@ -513,6 +513,7 @@ static int setup(struct vmm *vm, const struct vmm_config *cfg)
     if (serial_init(&vm->serial, &vm->pio, VMM_PORT_COM1, VMM_COM1_IRQ, cfg->console_out_fd,
                     &vm->events) < 0 ||
         i8042_init(&vm->i8042, &vm->pio, &vm->events) < 0 ||
+        rtc_init(&vm->rtc, &vm->pio, VMM_PORT_RTC) < 0 ||
         boot_timer_init(&vm->timer, &vm->pio, VMM_PORT_BOOT_DONE) < 0 ||
         debug_exit_init(&vm->dbg, &vm->pio, VMM_PORT_DEBUG_EXIT, &vm->events) < 0)
         return vmm_fail(vm, VMM_E_INVAL, "cannot register the devices");
@@ -564,6 +565,7 @@ void vmm_destroy(vmm_t *vm)
     if (vm->devices_ready) {
         serial_destroy(&vm->serial);
         i8042_destroy(&vm->i8042);
+        rtc_destroy(&vm->rtc);
     }
     if (vm->ram)
         munmap(vm->ram, vm->mem_bytes);

@@ -21,6 +21,7 @@
 #define VMM_COM1_IRQ 4
 #define VMM_PORT_I8042_DATA 0x60
 #define VMM_PORT_I8042_CMD 0x64
+#define VMM_PORT_RTC 0x70
 #define VMM_PORT_BOOT_DONE 0x440  /* first write stops the boot timer */
 #define VMM_PORT_DEBUG_EXIT 0x501 /* write = power off, value = exit code */
 

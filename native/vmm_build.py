@@ -27,6 +27,7 @@ SOURCES = [
     "mptable.c",
     "serial.c",
     "i8042.c",
+    "rtc.c",
     "boot_timer.c",
     "debug_exit.c",
 ]

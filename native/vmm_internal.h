@@ -85,6 +85,17 @@ struct i8042 {
 int i8042_init(struct i8042 *k, struct bus *pio, const struct vm_events *ev);
 void i8042_destroy(struct i8042 *k);
 
+/* ---- rtc.c: MC146818 CMOS clock ----------------------------------------- */
+
+struct rtc {
+    pthread_mutex_t lock;
+    uint8_t index;
+    uint8_t cmos[128];
+};
+
+int rtc_init(struct rtc *r, struct bus *pio, uint16_t base);
+void rtc_destroy(struct rtc *r);
+
 /* ---- boot_timer.c: "boot done" port ------------------------------------ */
 
 struct boot_timer {
@@ -137,6 +148,7 @@ struct vmm {
     struct vm_events events;
     struct serial serial;
     struct i8042 i8042;
+    struct rtc rtc;
     struct boot_timer timer;
     struct debug_exit dbg;
     int devices_ready;

@@ -38,7 +38,7 @@ QEMU_FIRMWARE = ("bios-256k.bin", "bios-microvm.bin", "linuxboot_dma.bin", "kvmv
 
 # L2 command line: serial console, no PCI scan, no PS/2 mouse probe, quiet so
 # the console does not dominate the boot time.
-L2_CMDLINE = "console=ttyS0 reboot=k panic=-1 pci=off i8042.noaux i8042.nomux quiet"
+L2_CMDLINE = "console=ttyS0 reboot=k panic=-1 acpi=off pci=off i8042.noaux i8042.nomux quiet"
 
 
 class Cpio:
@@ -237,7 +237,8 @@ def boot_l1(
     ]  # fmt: skip
     t0 = time.monotonic()
     proc = run(cmd, capture=True, check=False, timeout=timeout, what="the nested test host")
-    out = proc.stdout.decode(errors="replace")
+    # two tty layers (L2's and L1's console) each turn "\n" into "\r\n"
+    out = re.sub(r"\r+\n", "\n", proc.stdout.decode(errors="replace"))
     if "L1-DONE" not in out:
         tail = "\n".join(out.splitlines()[-40:])
         raise VmmError(f"the nested test host did not finish ({shlex.join(cmd)}):\n{tail}")

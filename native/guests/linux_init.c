@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/io.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "../vmm.h"
@@ -22,7 +23,7 @@ int main(void)
     int n = snprintf(line, sizeof(line), "\n" MARKER " cpus=%d\n", cpus);
     if (write(STDOUT_FILENO, line, (size_t)n) < 0)
         return 1;
-    fsync(STDOUT_FILENO);
+    tcdrain(STDOUT_FILENO); /* the UART sends by interrupt: wait until it is out */
     if (ioperm(VMM_PORT_DEBUG_EXIT, 1, 1) == 0)
         outb(0, VMM_PORT_DEBUG_EXIT);
     for (;;)

@@ -230,3 +230,14 @@ def test_a_machine_runs_only_once(guests: dict[str, bytes]) -> None:
 def test_running_with_nothing_loaded_is_refused() -> None:
     with Machine(MachineConfig(memory_mib=32)) as vm, pytest.raises(VmmError, match="nothing"):
         vm.run(timeout=1)
+
+
+def test_cmos_clock_tells_the_host_time(run_guest: RunGuest) -> None:
+    import datetime
+
+    before = datetime.datetime.now(datetime.UTC)
+    result, out = run_guest("rtc")
+    after = datetime.datetime.now(datetime.UTC)
+    assert result.exit_code == 0x80  # status D: time valid
+    allowed = {t.strftime("%H:%M").encode() + b"\n" for t in (before, after)}
+    assert out in allowed
