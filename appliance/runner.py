@@ -71,10 +71,10 @@ def run(
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-            tail = (out + err).decode(errors="replace").splitlines()[-TAIL_LINES:]
+            last = (out + err).decode(errors="replace").splitlines()[-TAIL_LINES:]
             raise ToolError(
                 f"{what or 'command'} timed out after {timeout} s: {text}\n"
-                + "\n".join("  | " + ln for ln in tail)
+                + "\n".join("  | " + ln for ln in last)
             ) from None
         tail_src = err.decode(errors="replace").splitlines()
         for line in tail_src:
