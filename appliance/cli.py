@@ -194,6 +194,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
             console_socket=Path(args.console_socket) if args.console_socket else None,
             timeout=args.timeout,
             kvm_path=args.kvm,
+            entry_64=args.entry == "64",
         )
     )
     if args.json:
@@ -235,6 +236,12 @@ def _add_vm_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--timeout", type=float, metavar="SECONDS", help="kill the guest after this long"
     )
     p.add_argument("--kvm", default="/dev/kvm", metavar="DEVICE", help="KVM device (/dev/kvm)")
+    p.add_argument(
+        "--entry",
+        choices=("64", "32"),
+        default="64",
+        help="kernel entry point: 64-bit (default, if the kernel has one) or 32-bit",
+    )
     p.add_argument("--json", action="store_true", help="print the run result as JSON")
     p.set_defaults(func=cmd_vm_run)
 

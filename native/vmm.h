@@ -80,7 +80,9 @@ struct vmm_config {
     uint64_t mem_bytes;   /* guest RAM, multiple of 1 MiB, >= 16 MiB */
     uint32_t ncpus;       /* 1 .. VMM_MAX_CPUS */
     int console_out_fd;   /* serial output is written here; -1 discards it */
-    int kick_signal;      /* signal used to kick vCPU threads; 0 = SIGUSR2 */
+    int kick_signal;      /* signal that kicks vCPU threads out of KVM_RUN;
+                             0 = SIGUSR2.  If the process has no handler for it,
+                             vmm_create() installs an empty one (process-wide). */
 };
 
 struct vmm_e820_entry {

@@ -27,13 +27,16 @@ class VmRun:
     console_socket: Path | None = None
     timeout: float | None = None
     kvm_path: str = DEFAULT_KVM
+    entry_64: bool = True  # the 64-bit entry if the kernel offers it, else 32-bit
 
 
 def run_vm(spec: VmRun) -> RunResult:
     """Create, load and run the guest in the foreground until it stops."""
     config = MachineConfig(memory_mib=spec.memory_mib, cpus=spec.cpus, kvm_path=spec.kvm_path)
     with Machine(config) as vm:
-        vm.load_linux(spec.kernel, initrd=spec.initrd, cmdline=spec.cmdline)
+        vm.load_linux(
+            spec.kernel, initrd=spec.initrd, cmdline=spec.cmdline, prefer_64=spec.entry_64
+        )
         console: SocketConsole | TerminalConsole
         if spec.console_socket is not None:
             console = SocketConsole(spec.console_socket)

@@ -34,7 +34,12 @@ STDLIB_SKIP = {
     "distutils", "site-packages", "dist-packages", "unittest", "xmlrpc", "sqlite3",
     "curses", "dbm", "tomllib", "wsgiref", "multiprocessing",
 }  # fmt: skip
-QEMU_FIRMWARE = ("bios-256k.bin", "bios-microvm.bin", "linuxboot_dma.bin", "kvmvapic.bin")
+QEMU_FIRMWARE = (  # Debian's QEMU looks in /usr/share/qemu and /usr/share/seabios
+    "/usr/share/seabios/bios-256k.bin",
+    "/usr/share/qemu/bios-microvm.bin",
+    "/usr/share/qemu/linuxboot_dma.bin",
+    "/usr/share/qemu/kvmvapic.bin",
+)
 
 # L2 command line: serial console, no PCI scan, no PS/2 mouse probe, quiet so
 # the console does not dominate the boot time.
@@ -182,7 +187,7 @@ def build_l1_initramfs(
         binaries.append(qemu)
         cpio.copy(qemu, str(qemu))
         for fw in QEMU_FIRMWARE:
-            cpio.file(f"usr/share/qemu/{fw}", (Path("/usr/share/qemu") / fw).resolve().read_bytes())
+            cpio.file(fw, Path(fw).resolve().read_bytes())
     for lib in sorted(shared_libraries(binaries)):
         cpio.file(str(lib), lib.resolve().read_bytes(), 0o755)
     for dest, host in files.items():
