@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 MEMORY_MIB = 256
+RUN_TIMEOUT = 120  # seconds per boot
 INSIDE_KERNEL = "/l2/vmlinuz"
 INSIDE_INITRD = "/l2/initrd.cpio"
 
@@ -128,7 +129,7 @@ def _ours_lib(cmdline: str, marker: bytes, cpus: int) -> dict[str, float]:
 
     with Machine(MachineConfig(memory_mib=MEMORY_MIB, cpus=cpus)) as vm:
         vm.load_linux(INSIDE_KERNEL, initrd=INSIDE_INITRD, cmdline=cmdline)
-        result = vm.run(timeout=300, sink=sink)
+        result = vm.run(timeout=RUN_TIMEOUT, sink=sink)
     if not found:
         raise RuntimeError(f"no marker from our monitor: {result.detail}: {bytes(tail)!r}")
     return {"to_marker_s": found[0], "boot_done_s": result.boot_done_s or -1.0}
@@ -150,21 +151,21 @@ def inside(runs: int, cmdline: str, marker: str, cpus: int) -> dict[str, object]
     qemu_common = [
         "qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", str(MEMORY_MIB),
         "-smp", str(cpus), "-nodefaults", "-no-user-config", "-display", "none",
-        "-serial", "stdio", "-kernel", INSIDE_KERNEL, "-initrd", INSIDE_INITRD,
+        "-serial", "stdio", "-no-reboot", "-kernel", INSIDE_KERNEL, "-initrd", INSIDE_INITRD,
         "-append", cmdline, "-device", "isa-debug-exit,iobase=0x501,iosize=1",
     ]  # fmt: skip
     ours_cli = [
         sys.executable, "-m", "appliance", "vm", "run", "--kernel", INSIDE_KERNEL,
         "--initrd", INSIDE_INITRD, "--cmdline", cmdline, "--memory", str(MEMORY_MIB),
-        "--cpus", str(cpus), "--timeout", "300",
+        "--cpus", str(cpus), "--timeout", str(RUN_TIMEOUT),
     ]  # fmt: skip
     microvm = ["qemu-system-x86_64", "-M", "microvm", *qemu_common[1:]]
     pc = ["qemu-system-x86_64", "-M", "pc", *qemu_common[1:]]
     configs = {
         "ours-lib": lambda: _ours_lib(cmdline, m, cpus),
-        "ours-cli": lambda: _child_to_marker(ours_cli, m, 300),
-        "microvm": lambda: _child_to_marker(microvm, m, 300),
-        "pc": lambda: _child_to_marker(pc, m, 300),
+        "ours-cli": lambda: _child_to_marker(ours_cli, m, RUN_TIMEOUT),
+        "microvm": lambda: _child_to_marker(microvm, m, RUN_TIMEOUT),
+        "pc": lambda: _child_to_marker(pc, m, RUN_TIMEOUT),
     }
     samples: dict[str, list[dict[str, float]]] = {k: [] for k in configs}
     for i in range(runs):
@@ -206,7 +207,9 @@ def outside(runs: int, cpus: int) -> dict[str, object]:
         )
         files = {"l2/vmlinuz": kernel, "l2/initrd.cpio": l2, "bench/vm_boot.py": Path(__file__)}
         l1 = testhost.build_l1_initramfs(work, kernel, script, files, with_qemu=True)
-        out = testhost.boot_l1(kernel, l1, timeout=600 + 240 * runs, memory_mib=3072).output
+        out = testhost.boot_l1(
+            kernel, l1, timeout=300 + 4 * RUN_TIMEOUT * runs, memory_mib=3072
+        ).output
     for line in out.splitlines():
         if line.startswith(("BENCH-SAMPLE", "BENCH-ERROR")):
             print(line, file=sys.stderr)

@@ -25,6 +25,12 @@ QUIT = ord("x")
 BACKLOG_BYTES = 64 * 1024
 
 
+def _feed(vm: Machine, data: bytes) -> None:
+    """Type into the guest; input it does not read within a while is dropped."""
+    with contextlib.suppress(VmmError):
+        vm.send_all(data, timeout=5.0)
+
+
 class EscapeParser:
     """Ctrl-A x quits; Ctrl-A Ctrl-A sends one Ctrl-A; Ctrl-A other is dropped."""
 
@@ -100,7 +106,7 @@ class TerminalConsole:
         def on_data(data: bytes) -> bool:
             to_guest, quit_ = self._parser.feed(data)
             if to_guest:
-                vm.send_all(to_guest)
+                _feed(vm, to_guest)
             if quit_:
                 vm.stop()
             return not quit_
@@ -178,7 +184,7 @@ class SocketConsole:
                     data = b""
                 if not data:
                     break
-                vm.send_all(data)
+                _feed(vm, data)
             with self._lock:
                 if self._client is conn:
                     self._client = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import appliance
-from appliance.errors import VmmError
+from appliance.errors import ToolError, VmmError
 from appliance.runner import require_tools, run
 
 MARKER = "APPLIANCE-L2-USERSPACE-OK"
@@ -127,7 +127,7 @@ def kernel_release(kernel: Path) -> str:
 
 
 def build_l2_initramfs(workdir: Path) -> Path:
-    """The L2 guest's initramfs: /init (linux_init.c) and /dev/console."""
+    """The L2 guest's initramfs: /init (linux_init.c), /dev/console, /dev/port."""
     init = workdir / "linux_init"
     run(
         ["gcc", "-static", "-Os", "-Wall", "-Wextra", "-Werror", "-o", init,
@@ -137,6 +137,7 @@ def build_l2_initramfs(workdir: Path) -> Path:
     cpio = Cpio()
     cpio.copy(init, "init")
     cpio.chardev("dev/console", 5, 1)
+    cpio.chardev("dev/port", 1, 4)
     cpio.dir("proc")
     return cpio.write(workdir / "l2-initrd.cpio")
 
@@ -229,21 +230,33 @@ class L1Run:
 def boot_l1(
     kernel: Path, initrd: Path, timeout: float, memory_mib: int = 2048, smp: int = 1
 ) -> L1Run:
-    """Boot the test host under QEMU TCG `-cpu max`; returns its console output."""
+    """Boot the test host under QEMU TCG `-cpu max`; returns its console output.
+
+    The console is also written, as it happens, to l1-console.log beside the
+    initramfs (`tail -f` it to watch a long run)."""
     import time
 
     require_tools("qemu-system-x86_64", why="for the nested test host")
+    log = initrd.parent / "l1-console.log"
+    log.unlink(missing_ok=True)
     cmd = [
         "qemu-system-x86_64", "-M", "pc", "-accel", "tcg", "-cpu", "max",
         "-m", str(memory_mib), "-smp", str(smp), "-nodefaults", "-no-user-config",
         "-display", "none", "-vga", "none", "-no-reboot", "-nic", "none",
-        "-serial", "stdio", "-kernel", str(kernel), "-initrd", str(initrd),
+        "-serial", f"file:{log}", "-kernel", str(kernel), "-initrd", str(initrd),
         "-append", "console=ttyS0 panic=-1 quiet",
     ]  # fmt: skip
     t0 = time.monotonic()
-    proc = run(cmd, capture=True, check=False, timeout=timeout, what="the nested test host")
+    try:
+        proc = run(cmd, capture=True, check=False, timeout=timeout, what="the nested test host")
+    except ToolError as e:
+        seen = log.read_bytes().decode(errors="replace") if log.exists() else ""
+        raise VmmError(f"{e}\nconsole tail:\n" + "\n".join(seen.splitlines()[-40:])) from e
+    console = log.read_bytes() if log.exists() else b""
     # two tty layers (L2's and L1's console) each turn "\n" into "\r\n"
-    out = re.sub(r"\r+\n", "\n", proc.stdout.decode(errors="replace"))
+    out = re.sub(r"\r+\n", "\n", console.decode(errors="replace"))
+    if proc.returncode != 0:
+        out += f"\n[qemu exit status {proc.returncode}] " + proc.stderr.decode(errors="replace")
     if "L1-DONE" not in out:
         tail = "\n".join(out.splitlines()[-40:])
         raise VmmError(f"the nested test host did not finish ({shlex.join(cmd)}):\n{tail}")
