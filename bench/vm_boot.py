@@ -136,10 +136,10 @@ def _ours_lib(cmdline: str, marker: bytes, cpus: int) -> dict[str, float]:
 
 
 def _interpreter_baseline_mib() -> float:
-    """RSS of a Python that only imported the monitor (the floor of ours-cli)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import appliance.vmm, time; time.sleep(3)"],
-    )
+    """RSS of a Python that imported what `appliance vm run` imports, idle
+    (the floor of ours-cli: the rest is the monitor's own overhead)."""
+    imports = "import appliance.cli, appliance.vmm.launcher, argparse, json, time"
+    proc = subprocess.Popen([sys.executable, "-c", f"{imports}; time.sleep(3)"])
     time.sleep(2.5)
     sample = _rss_kib(proc.pid, MEMORY_MIB)
     proc.wait()

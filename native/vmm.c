@@ -380,6 +380,29 @@ static int get_supported_cpuid(struct vmm *vm)
     return vmm_fail(vm, VMM_E_KVM_IOCTL, "KVM_GET_SUPPORTED_CPUID: too many entries");
 }
 
+/*
+ * Guest RAM: anonymous, 2 MiB aligned and marked for transparent huge pages,
+ * so that KVM can map it with large pages (fewer nested page faults; QEMU
+ * does the same).  Exactly mem_bytes stay mapped.
+ */
+static int map_guest_ram(struct vmm *vm)
+{
+    const uint64_t align = 2ULL << 20;
+    uint8_t *raw = mmap(NULL, vm->mem_bytes + align, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED)
+        return vmm_fail(vm, VMM_E_NOMEM, "cannot map %llu MiB of guest memory: %s",
+                        (unsigned long long)(vm->mem_bytes >> 20), strerror(errno));
+    uint64_t head = (align - ((uintptr_t)raw & (align - 1))) & (align - 1);
+    if (head)
+        munmap(raw, head);
+    if (align - head)
+        munmap(raw + head + vm->mem_bytes, align - head);
+    vm->ram = raw + head;
+    (void)madvise(vm->ram, vm->mem_bytes, MADV_HUGEPAGE); /* advice only */
+    return 0;
+}
+
 static int set_region(struct vmm *vm, uint32_t slot, uint64_t gpa, uint64_t size,
                       void *host)
 {
@@ -491,12 +514,8 @@ static int setup(struct vmm *vm, const struct vmm_config *cfg)
     /* RAM: [0, 3 GiB) low, the rest from 4 GiB, one host mapping */
     vm->low_bytes = vm->mem_bytes < VMM_MMIO_HOLE_START ? vm->mem_bytes : VMM_MMIO_HOLE_START;
     vm->high_bytes = vm->mem_bytes - vm->low_bytes;
-    void *ram = mmap(NULL, vm->mem_bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (ram == MAP_FAILED)
-        return vmm_fail(vm, VMM_E_NOMEM, "cannot map %llu MiB of guest memory: %s",
-                        (unsigned long long)(vm->mem_bytes >> 20), strerror(errno));
-    vm->ram = ram;
+    if ((r = map_guest_ram(vm)) < 0)
+        return r;
     if ((r = set_region(vm, 0, 0, vm->low_bytes, vm->ram)) < 0)
         return r;
     if (vm->high_bytes &&
