@@ -10,12 +10,14 @@ send_input().  Every failure is a VmmError naming the reason.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import mmap
 import os
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,11 +162,27 @@ def _counters(c: Any) -> dict[str, int]:
     return {name: int(getattr(c, name)) for name in COUNTER_NAMES}
 
 
-def _read_file(path: Path | str, what: str) -> bytes:
+@contextlib.contextmanager
+def _mapped(data: Path | str | bytes, what: str) -> Iterator[Any]:
+    """The bytes of a file, mmapped read-only (so a loaded kernel and initramfs
+    do not stay in the monitor's heap), or given bytes as they are."""
+    if isinstance(data, bytes):
+        yield ffi.from_buffer(data)
+        return
     try:
-        return Path(path).read_bytes()
+        with open(data, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                yield ffi.from_buffer(b"")
+                return
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                view = ffi.from_buffer(m)
+                try:
+                    yield view
+                finally:
+                    ffi.release(view)
     except OSError as e:
-        raise VmmError(f"{what} {path}: {e.strerror or e}") from e
+        raise VmmError(f"{what} {data}: {e.strerror or e}") from e
 
 
 class Machine:
@@ -238,22 +256,22 @@ class Machine:
         prefer_64: bool = True,
     ) -> BootInfo:
         """Load a bzImage (and initramfs) per the Linux x86 boot protocol."""
-        kdata = kernel if isinstance(kernel, bytes) else _read_file(kernel, "kernel")
-        idata = b""
-        if initrd is not None:
-            idata = initrd if isinstance(initrd, bytes) else _read_file(initrd, "initramfs")
         info = ffi.new("struct vmm_boot_info *")
-        ibuf = ffi.from_buffer(idata) if idata else ffi.NULL
-        rc = lib.vmm_load_linux(
-            self._handle(),
-            ffi.from_buffer(kdata),
-            len(kdata),
-            ibuf,
-            len(idata),
-            cmdline.encode(),
-            1 if prefer_64 else 0,
-            info,
-        )
+        with contextlib.ExitStack() as stack:
+            kbuf = stack.enter_context(_mapped(kernel, "kernel"))
+            ibuf = ffi.NULL
+            if initrd is not None:
+                ibuf = stack.enter_context(_mapped(initrd, "initramfs"))
+            rc = lib.vmm_load_linux(
+                self._handle(),
+                kbuf,
+                len(kbuf),
+                ibuf,
+                len(ibuf) if ibuf != ffi.NULL else 0,
+                cmdline.encode(),
+                1 if prefer_64 else 0,
+                info,
+            )
         if rc < 0:
             what = kernel if not isinstance(kernel, bytes) else "kernel"
             if rc == -lib.VMM_E_TOO_BIG and initrd is not None and "initramfs" in self._err():

@@ -11,7 +11,9 @@ writes the boot-done port, prints MARKER and powers off.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import py_compile
 import re
 import shlex
 import stat
@@ -55,10 +57,29 @@ class Cpio:
         self._dirs: set[str] = {""}
 
     def _entry(
-        self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)
+        self,
+        name: str,
+        mode: int,
+        data: bytes = b"",
+        rdev: tuple[int, int] = (0, 0),
+        mtime: int = 0,
     ) -> None:
         name_b = name.encode() + b"\0"
-        fields = [self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name_b), 0]
+        fields = [
+            self._ino,
+            mode,
+            0,
+            0,
+            1,
+            mtime,
+            len(data),
+            0,
+            0,
+            rdev[0],
+            rdev[1],
+            len(name_b),
+            0,
+        ]
         self._ino += 1
         hdr = b"070701" + b"".join(b"%08x" % f for f in fields)
         self._chunks.append(hdr + name_b + b"\0" * (-(len(hdr) + len(name_b)) % 4))
@@ -72,14 +93,15 @@ class Cpio:
         self._dirs.add(path)
         self._entry(path, stat.S_IFDIR | 0o755)
 
-    def file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+    def file(self, path: str, data: bytes, mode: int = 0o644, mtime: int = 0) -> None:
         path = path.strip("/")
         self.dir(os.path.dirname(path))
-        self._entry(path, stat.S_IFREG | mode, data)
+        self._entry(path, stat.S_IFREG | mode, data, mtime=mtime)
 
     def copy(self, host: Path, path: str | None = None) -> None:
+        # the real mtime keeps Python's timestamp-checked .pyc files valid
         st = host.stat()
-        self.file(path or str(host), host.read_bytes(), stat.S_IMODE(st.st_mode))
+        self.file(path or str(host), host.read_bytes(), stat.S_IMODE(st.st_mode), int(st.st_mtime))
 
     def symlink(self, path: str, target: str) -> None:
         path = path.strip("/")
@@ -182,7 +204,16 @@ def build_l1_initramfs(
     package = ROOT / "appliance"
     for src in sorted(package.rglob("*")):
         if src.is_file() and "__pycache__" not in src.parts and src.suffix in (".py", ".so"):
-            cpio.copy(src, f"opt/appliance/appliance/{src.relative_to(package)}")
+            dest = f"opt/appliance/appliance/{src.relative_to(package)}"
+            cpio.copy(src, dest)
+            if src.suffix == ".py":  # compiled once here, not at every start in TCG
+                pyc = workdir / "pyc" / src.relative_to(package).with_suffix(".pyc")
+                pyc.parent.mkdir(parents=True, exist_ok=True)
+                py_compile.compile(
+                    str(src), cfile=str(pyc), doraise=True,
+                    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+                )  # fmt: skip
+                cpio.file(importlib.util.cache_from_source(dest), pyc.read_bytes())
     if with_qemu:
         qemu = Path("/usr/bin/qemu-system-x86_64")
         binaries.append(qemu)
