@@ -83,6 +83,19 @@ def test_serial_input_fifo_is_bounded(guests: dict[str, bytes]) -> None:
         assert vm.send_input(b"y") == 0
 
 
+def test_uart_registers_behave_as_linux_probes_them(run_guest: RunGuest) -> None:
+    result, out = run_guest("uart")
+    assert out == b"islrfd\n"
+    assert result.exit_code == 0
+    assert result.counters["serial_tx_bytes"] == len(out) + 1  # + the looped-back 'Q'
+
+
+def test_i8042_output_port_reset_stops_the_guest_with_reset(run_guest: RunGuest) -> None:
+    result, _ = run_guest("reset_port")
+    assert result.reason == "i8042-reset"
+    assert result.counters["io_out"] == 2
+
+
 def test_i8042_reset_stops_the_guest_with_reset(run_guest: RunGuest) -> None:
     result, _ = run_guest("reset")
     assert result.status is ExitStatus.RESET
