@@ -167,12 +167,12 @@ class SocketConsole:
             except OSError:
                 return
             with self._lock:
-                try:
-                    conn.sendall(bytes(self._backlog))
-                except OSError:
-                    conn.close()
-                    continue
-                self._backlog.clear()
+                if self._backlog:
+                    try:
+                        conn.sendall(bytes(self._backlog))
+                        self._backlog.clear()
+                    except OSError:
+                        pass  # gone already: keep the backlog, still take its input
                 self._client = conn
             while not stop.is_set():
                 ready, _, _ = select.select([conn], [], [], 0.1)
