@@ -490,7 +490,7 @@ static int setup(struct vmm *vm, const struct vmm_config *cfg)
                         (unsigned long long)(host >> 20));
     vm->ncpus = cfg->ncpus;
     vm->mem_bytes = cfg->mem_bytes;
-    vm->kick_signal = cfg->kick_signal ? cfg->kick_signal : SIGUSR2;
+    vm->kick_signal = cfg->kick_signal ? cfg->kick_signal : SIGRTMIN + 4;
     if (ensure_kick_handler(vm->kick_signal) < 0)
         return vmm_fail(vm, VMM_E_INVAL, "cannot use signal %d to kick vCPUs: %s",
                         vm->kick_signal, strerror(errno));

@@ -81,7 +81,8 @@ struct vmm_config {
     uint32_t ncpus;       /* 1 .. VMM_MAX_CPUS */
     int console_out_fd;   /* serial output is written here; -1 discards it */
     int kick_signal;      /* signal that kicks vCPU threads out of KVM_RUN;
-                             0 = SIGUSR2.  If the process has no handler for it,
+                             0 = SIGRTMIN + 4 (a real-time signal applications
+                             rarely use).  If the process has no handler for it,
                              vmm_create() installs an empty one (process-wide). */
 };
 
