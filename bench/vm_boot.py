@@ -70,15 +70,16 @@ class _RssSampler(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.is_set():
+        while not self.stop.wait(0.05):
             sample = _rss_kib(self.pid, self.guest_mib)
             if sample is None:
                 return
             total, guest = sample
+            if total == 0 or guest == 0:
+                continue  # exiting, or the guest has not touched its RAM yet
             self.peak_total_kib = max(self.peak_total_kib, total)
             self.peak_overhead_kib = max(self.peak_overhead_kib, total - guest)
             self.last_overhead_kib = total - guest
-            time.sleep(0.05)
 
 
 def _child_to_marker(cmd: list[str], marker: bytes, timeout: float) -> dict[str, float]:
@@ -229,7 +230,8 @@ def report(result: dict[str, object]) -> None:
     for name, m in med.items():
         ratio = f"{m['to_marker_s'] / base:.2f} x microvm" if base else "n/a"
         rss = (
-            f", RSS beyond guest RAM {m['rss_overhead_mib']:.1f} MiB"
+            f", RSS beyond guest RAM: peak {m['rss_overhead_mib']:.1f} MiB, "
+            f"at the end {m['rss_overhead_last_mib']:.1f} MiB"
             if "rss_overhead_mib" in m
             else ""
         )
