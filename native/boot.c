@@ -4,8 +4,11 @@
  * write the zero page (struct boot_params) with the e820 map, the command
  * line and the initramfs placed as high as initrd_addr_max allows.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "vmm_internal.h"
 
@@ -68,6 +71,40 @@ int boot_write_zero_page_base(struct vmm *vm)
     return 0;
 }
 
+#define HEADER_BUF 1024 /* the setup header ends before 0x202 + 0xff */
+
+/* A kernel or initramfs: bytes in memory, or a file read straight into guest RAM. */
+struct image {
+    const char *what;
+    const uint8_t *buf; /* NULL: read from fd */
+    int fd;
+    size_t len;
+};
+
+static int image_read(struct vmm *vm, const struct image *im, uint64_t off, void *dst,
+                      size_t n)
+{
+    if (off > im->len || n > im->len - off)
+        return vmm_fail(vm, VMM_E_INVAL, "%s: read past its end", im->what);
+    if (im->buf) {
+        memcpy(dst, im->buf + off, n);
+        return 0;
+    }
+    uint8_t *p = dst;
+    while (n) {
+        ssize_t got = pread(im->fd, p, n, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return vmm_fail(vm, VMM_E_IO, "cannot read the %s: %s", im->what,
+                            got < 0 ? strerror(errno) : "file shrank while loading");
+        p += got;
+        off += (uint64_t)got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
 static int parse_header(struct vmm *vm, const uint8_t *k, size_t len,
                         struct vmm_boot_info *bi)
 {
@@ -104,19 +141,21 @@ static int parse_header(struct vmm *vm, const uint8_t *k, size_t len,
     return 0;
 }
 
-int vmm_load_linux(vmm_t *vm, const uint8_t *kernel, size_t kernel_len,
-                   const uint8_t *initrd, size_t initrd_len, const char *cmdline,
-                   int prefer_64, struct vmm_boot_info *info)
+static int load_linux(struct vmm *vm, const struct image *kernel, const struct image *initrd,
+                      const char *cmdline, int prefer_64, struct vmm_boot_info *info)
 {
     struct vmm_boot_info bi;
+    uint8_t hdr[HEADER_BUF];
+    size_t hdr_len = kernel->len < sizeof(hdr) ? kernel->len : sizeof(hdr);
+    size_t initrd_len = initrd ? initrd->len : 0;
     int r;
 
     memset(&bi, 0, sizeof(bi));
-    if (kernel == NULL || (initrd == NULL && initrd_len))
-        return vmm_fail(vm, VMM_E_INVAL, "no kernel image given");
     if (vm->has_run)
         return vmm_fail(vm, VMM_E_STATE, "the VM has already run");
-    if ((r = parse_header(vm, kernel, kernel_len, &bi)) < 0)
+    if ((r = image_read(vm, kernel, 0, hdr, hdr_len)) < 0)
+        return r;
+    if ((r = parse_header(vm, hdr, kernel->len, &bi)) < 0)
         return r;
 
     /* the kernel needs init_size bytes from its load address to decompress */
@@ -132,7 +171,8 @@ int vmm_load_linux(vmm_t *vm, const uint8_t *kernel, size_t kernel_len,
     void *dst = gpa_to_hva(vm, bi.kernel_addr, bi.kernel_size);
     if (dst == NULL)
         return vmm_fail(vm, VMM_E_RANGE, "kernel outside guest RAM");
-    memcpy(dst, kernel + setup_len, bi.kernel_size);
+    if ((r = image_read(vm, kernel, setup_len, dst, bi.kernel_size)) < 0)
+        return r;
 
     /* command line */
     size_t cmd_len = cmdline ? strlen(cmdline) : 0;
@@ -166,17 +206,18 @@ int vmm_load_linux(vmm_t *vm, const uint8_t *kernel, size_t kernel_len,
         void *id = gpa_to_hva(vm, bi.initrd_addr, initrd_len);
         if (id == NULL)
             return vmm_fail(vm, VMM_E_RANGE, "initramfs outside guest RAM");
-        memcpy(id, initrd, initrd_len);
+        if ((r = image_read(vm, initrd, 0, id, initrd_len)) < 0)
+            return r;
     }
 
     /* zero page: e820, then the setup header as the kernel gave it, updated */
     if ((r = boot_write_zero_page_base(vm)) < 0)
         return r;
     uint8_t *zp = gpa_to_hva(vm, VMM_ZERO_PAGE_ADDR, 0x1000);
-    size_t hdr_end = BP_HEADER + kernel[BP_JUMP + 1]; /* jump offset ends the header */
-    if (hdr_end > 0x1000 || hdr_end > kernel_len || hdr_end < BP_HEADER_MIN_END)
+    size_t hdr_end = BP_HEADER + hdr[BP_JUMP + 1]; /* jump offset ends the header */
+    if (hdr_end > hdr_len || hdr_end < BP_HEADER_MIN_END)
         hdr_end = BP_HEADER_MIN_END;
-    memcpy(zp + BP_SETUP_SECTS, kernel + BP_SETUP_SECTS, hdr_end - BP_SETUP_SECTS);
+    memcpy(zp + BP_SETUP_SECTS, hdr + BP_SETUP_SECTS, hdr_end - BP_SETUP_SECTS);
     wr16(zp + BP_VID_MODE, 0xffff); /* "normal" */
     zp[BP_TYPE_OF_LOADER] = 0xff;   /* undefined boot loader */
     zp[BP_LOADFLAGS] = (uint8_t)(bi.loadflags | CAN_USE_HEAP);
@@ -201,4 +242,38 @@ int vmm_load_linux(vmm_t *vm, const uint8_t *kernel, size_t kernel_len,
     if (info)
         *info = bi;
     return 0;
+}
+
+int vmm_load_linux(vmm_t *vm, const uint8_t *kernel, size_t kernel_len,
+                   const uint8_t *initrd, size_t initrd_len, const char *cmdline,
+                   int prefer_64, struct vmm_boot_info *info)
+{
+    if (kernel == NULL || (initrd == NULL && initrd_len))
+        return vmm_fail(vm, VMM_E_INVAL, "no kernel image given");
+    struct image k = {"kernel", kernel, -1, kernel_len};
+    struct image i = {"initramfs", initrd, -1, initrd_len};
+    return load_linux(vm, &k, initrd_len ? &i : NULL, cmdline, prefer_64, info);
+}
+
+static int file_image(struct vmm *vm, struct image *im, const char *what, int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return vmm_fail(vm, VMM_E_IO, "cannot read the %s: %s", what, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return vmm_fail(vm, VMM_E_INVAL, "the %s is not a regular file", what);
+    *im = (struct image){what, NULL, fd, (size_t)st.st_size};
+    return 0;
+}
+
+int vmm_load_linux_fd(vmm_t *vm, int kernel_fd, int initrd_fd, const char *cmdline,
+                      int prefer_64, struct vmm_boot_info *info)
+{
+    struct image k, i;
+    int r;
+    if ((r = file_image(vm, &k, "kernel", kernel_fd)) < 0)
+        return r;
+    if (initrd_fd >= 0 && (r = file_image(vm, &i, "initramfs", initrd_fd)) < 0)
+        return r;
+    return load_linux(vm, &k, initrd_fd >= 0 && i.len ? &i : NULL, cmdline, prefer_64, info);
 }

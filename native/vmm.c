@@ -50,6 +50,7 @@ const char *vmm_strerror(int code)
     case VMM_E_RANGE: return "guest address out of range";
     case VMM_E_THREAD: return "cannot start vCPU thread";
     case VMM_E_STATE: return "invalid state";
+    case VMM_E_IO: return "cannot read file";
     default: return "unknown error";
     }
 }

@@ -56,6 +56,7 @@ enum vmm_errcode {
     VMM_E_RANGE = 9,         /* a guest-physical range outside guest RAM */
     VMM_E_THREAD = 10,       /* creating a vCPU thread failed */
     VMM_E_STATE = 11,        /* call not valid in the handle's state */
+    VMM_E_IO = 12,           /* reading a kernel or initramfs file failed */
 };
 
 /* Why vmm_run() returned. */
@@ -157,6 +158,11 @@ const char *vmm_last_error(const vmm_t *vm);
 int vmm_load_linux(vmm_t *vm, const uint8_t *kernel, size_t kernel_len,
                    const uint8_t *initrd, size_t initrd_len, const char *cmdline,
                    int prefer_64, struct vmm_boot_info *info);
+
+/* The same, reading the files straight into guest RAM (no copy held by the
+ * monitor); initrd_fd is -1 for none.  The fds stay open (the caller's). */
+int vmm_load_linux_fd(vmm_t *vm, int kernel_fd, int initrd_fd, const char *cmdline,
+                      int prefer_64, struct vmm_boot_info *info);
 
 /* Copy raw bytes into guest RAM (for test guests and firmware blobs). */
 int vmm_load_raw(vmm_t *vm, uint64_t gpa, const uint8_t *data, size_t len);

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import mmap
 import os
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,27 +161,19 @@ def _counters(c: Any) -> dict[str, int]:
     return {name: int(getattr(c, name)) for name in COUNTER_NAMES}
 
 
-@contextlib.contextmanager
-def _mapped(data: Path | str | bytes, what: str) -> Iterator[Any]:
-    """The bytes of a file, mmapped read-only (so a loaded kernel and initramfs
-    do not stay in the monitor's heap), or given bytes as they are."""
-    if isinstance(data, bytes):
-        yield ffi.from_buffer(data)
-        return
+def _read(path: Path | str, what: str) -> bytes:
     try:
-        with open(data, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                yield ffi.from_buffer(b"")
-                return
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                view = ffi.from_buffer(m)
-                try:
-                    yield view
-                finally:
-                    ffi.release(view)
+        return Path(path).read_bytes()
     except OSError as e:
-        raise VmmError(f"{what} {data}: {e.strerror or e}") from e
+        raise VmmError(f"{what} {path}: {e.strerror or e}") from e
+
+
+def _open(path: Path | str, what: str, stack: contextlib.ExitStack) -> int:
+    try:
+        f = stack.enter_context(open(path, "rb"))  # noqa: SIM115 (the stack closes it)
+    except OSError as e:
+        raise VmmError(f"{what} {path}: {e.strerror or e}") from e
+    return f.fileno()
 
 
 class Machine:
@@ -257,21 +248,27 @@ class Machine:
     ) -> BootInfo:
         """Load a bzImage (and initramfs) per the Linux x86 boot protocol."""
         info = ffi.new("struct vmm_boot_info *")
-        with contextlib.ExitStack() as stack:
-            kbuf = stack.enter_context(_mapped(kernel, "kernel"))
-            ibuf = ffi.NULL
+        args = (cmdline.encode(), 1 if prefer_64 else 0, info)
+        if isinstance(kernel, bytes) or isinstance(initrd, bytes):
+            # in-memory images (tests, callers that built them)
+            kdata = kernel if isinstance(kernel, bytes) else _read(kernel, "kernel")
+            idata = b""
             if initrd is not None:
-                ibuf = stack.enter_context(_mapped(initrd, "initramfs"))
+                idata = initrd if isinstance(initrd, bytes) else _read(initrd, "initramfs")
             rc = lib.vmm_load_linux(
                 self._handle(),
-                kbuf,
-                len(kbuf),
-                ibuf,
-                len(ibuf) if ibuf != ffi.NULL else 0,
-                cmdline.encode(),
-                1 if prefer_64 else 0,
-                info,
+                ffi.from_buffer(kdata),
+                len(kdata),
+                ffi.from_buffer(idata) if idata else ffi.NULL,
+                len(idata),
+                *args,
             )
+        else:
+            # files are read by the C core straight into guest RAM
+            with contextlib.ExitStack() as stack:
+                kfd = _open(kernel, "kernel", stack)
+                ifd = _open(initrd, "initramfs", stack) if initrd is not None else -1
+                rc = lib.vmm_load_linux_fd(self._handle(), kfd, ifd, *args)
         if rc < 0:
             what = kernel if not isinstance(kernel, bytes) else "kernel"
             if rc == -lib.VMM_E_TOO_BIG and initrd is not None and "initramfs" in self._err():

@@ -198,3 +198,29 @@ def test_command_line_longer_than_the_kernel_accepts(debian_kernel: Path) -> Non
 def test_missing_kernel_file(tmp_path: Path) -> None:
     with Machine(MachineConfig(memory_mib=64)) as vm, pytest.raises(VmmError, match="No such file"):
         vm.load_linux(tmp_path / "vmlinuz")
+
+
+def test_kernel_that_is_not_a_regular_file() -> None:
+    with (
+        Machine(MachineConfig(memory_mib=64)) as vm,
+        pytest.raises(VmmError, match="not a regular file"),
+    ):
+        vm.load_linux("/dev/null")
+
+
+def test_files_and_bytes_load_identically(
+    debian_kernel: Path, kernel_bytes: bytes, tmp_path: Path
+) -> None:
+    initrd = b"initramfs!" * 1000
+    initrd_file = tmp_path / "initrd.cpio"
+    initrd_file.write_bytes(initrd)
+    with Machine(MachineConfig(memory_mib=256)) as a, Machine(MachineConfig(memory_mib=256)) as b:
+        from_bytes = a.load_linux(kernel_bytes, initrd=initrd, cmdline="x=1")
+        from_files = b.load_linux(debian_kernel, initrd=initrd_file, cmdline="x=1")
+        assert from_bytes == from_files
+        for gpa, n in (
+            (from_bytes.zero_page, 4096),
+            (from_bytes.kernel_addr, from_bytes.kernel_size),
+            (from_bytes.initrd_addr, len(initrd)),
+        ):
+            assert a.read_memory(gpa, n) == b.read_memory(gpa, n)
