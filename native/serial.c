@@ -74,6 +74,8 @@ static void transmit_locked(struct serial *s, uint8_t c)
         ssize_t n = write(s->out_fd, &c, 1);
         if (n == 1 || (n < 0 && errno != EINTR))
             return; /* a host-side error drops the byte, like a cut cable */
+        if (s->ev.stopping(s->ev.ctx))
+            return; /* kicked while the host side is blocked: do not hang the stop */
     }
 }
 

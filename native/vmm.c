@@ -110,6 +110,12 @@ static void ev_set_irq(void *ctx, uint32_t irq, int level)
     (void)ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
 }
 
+static int ev_stopping(void *ctx)
+{
+    struct vmm *vm = ctx;
+    return __atomic_load_n(&vm->stop_requested, __ATOMIC_ACQUIRE);
+}
+
 void vmm_stop(vmm_t *vm)
 {
     stop_detail(vm, HOST_CPU, VMM_EXIT_KILLED, 0, 0, 0);
@@ -529,7 +535,8 @@ static int setup(struct vmm *vm, const struct vmm_config *cfg)
         if ((r = create_vcpu(vm, i)) < 0)
             return r;
 
-    vm->events = (struct vm_events){.ctx = vm, .stop = ev_stop, .set_irq = ev_set_irq};
+    vm->events = (struct vm_events){
+        .ctx = vm, .stop = ev_stop, .set_irq = ev_set_irq, .stopping = ev_stopping};
     if (serial_init(&vm->serial, &vm->pio, VMM_PORT_COM1, VMM_COM1_IRQ, cfg->console_out_fd,
                     &vm->events) < 0 ||
         i8042_init(&vm->i8042, &vm->pio, &vm->events) < 0 ||

@@ -46,6 +46,7 @@ struct vm_events {
     void *ctx;
     void (*stop)(void *ctx, uint32_t cpu, uint32_t reason, int32_t code);
     void (*set_irq)(void *ctx, uint32_t irq, int level);
+    int (*stopping)(void *ctx); /* non-zero once the machine is stopping */
 };
 
 /* ---- serial.c: 16550A UART --------------------------------------------- */

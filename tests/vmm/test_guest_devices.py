@@ -254,3 +254,22 @@ def test_cmos_clock_tells_the_host_time(run_guest: RunGuest) -> None:
     assert result.exit_code == 0x80  # status D: time valid
     allowed = {t.strftime("%H:%M").encode() + b"\n" for t in (before, after)}
     assert out in allowed
+
+
+def test_stop_is_not_held_up_by_a_blocked_console(guests: dict[str, bytes]) -> None:
+    # The sink stalls, the output pipe fills and the vCPU blocks writing to it:
+    # a stop must still end the run (the C side), not wait for the console.
+    release = threading.Event()
+
+    def stalled_sink(data: bytes) -> None:
+        release.wait()
+
+    with Machine(MachineConfig(memory_mib=32)) as vm:
+        vm.load_raw(GUEST_LOAD, guests["spew"])
+        vm.set_entry(EntryMode.PROT32, GUEST_LOAD)
+        # ~40k bytes/s here: the 64 KiB pipe is full well before the stop
+        threading.Timer(2.5, vm.stop).start()
+        threading.Timer(5.0, release.set).start()
+        result = vm.run(sink=stalled_sink)
+    assert result.status is ExitStatus.KILLED
+    assert result.run_s < 4.0
