@@ -273,3 +273,22 @@ def test_stop_is_not_held_up_by_a_blocked_console(guests: dict[str, bytes]) -> N
         result = vm.run(sink=stalled_sink)
     assert result.status is ExitStatus.KILLED
     assert result.run_s < 4.0
+
+
+def test_code_fetch_from_mmio_crashes_the_guest(run_guest: RunGuest) -> None:
+    from appliance.vmm import launcher
+
+    result, _ = run_guest("crash")
+    assert result.status is ExitStatus.CRASHED
+    assert result.reason == "crash"
+    assert result.detail.startswith("KVM_EXIT_INTERNAL_ERROR")
+    assert result.cpu == 0
+    assert launcher.exit_status(result) == launcher.EXIT_CRASHED
+
+
+def test_exit_status_of_each_kind_of_stop(run_guest: RunGuest) -> None:
+    from appliance.vmm import launcher
+
+    assert launcher.exit_status(run_guest("hello")[0]) == 7  # the guest's own code
+    assert launcher.exit_status(run_guest("reset")[0]) == 0
+    assert launcher.exit_status(run_guest("halt", timeout=0.2)[0]) == launcher.EXIT_KILLED
