@@ -17,6 +17,8 @@ import py_compile
 import re
 import shlex
 import stat
+import sys
+import sysconfig
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,9 @@ from appliance.runner import require_tools, run
 MARKER = "APPLIANCE-L2-USERSPACE-OK"
 ROOT = Path(appliance.__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
-PYTHON = Path("/usr/bin/python3.11")
+# the interpreter running us (a venv's python resolves to Debian's), its stdlib
+PYTHON = Path(os.path.realpath(sys.executable))
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
 KVM_MODULES = ("virt/lib/irqbypass.ko", "arch/x86/kvm/kvm.ko", "drivers/crypto/ccp/ccp.ko",
                "arch/x86/kvm/kvm-amd.ko")  # fmt: skip
 STDLIB_SKIP = {
@@ -195,11 +199,12 @@ def build_l1_initramfs(
 
     # Python, its standard library, this package with its monitor, cffi's backend
     binaries = [PYTHON, _cffi_backend()]
-    dynload = Path("/usr/lib/python3.11/lib-dynload")
+    dynload = STDLIB / "lib-dynload"
     binaries += sorted(dynload.glob("*.so"))
-    cpio.copy(PYTHON, "usr/bin/python3.11")
-    cpio.symlink("usr/bin/python3", "python3.11")
-    cpio.tree(Path("/usr/lib/python3.11"), "usr/lib/python3.11", skip=STDLIB_SKIP)
+    cpio.copy(PYTHON, str(PYTHON))
+    if Path("/usr/bin/python3") != PYTHON:
+        cpio.symlink("usr/bin/python3", str(PYTHON))
+    cpio.tree(STDLIB, str(STDLIB), skip=STDLIB_SKIP)
     cpio.copy(_cffi_backend(), f"opt/appliance/{_cffi_backend().name}")
     package = ROOT / "appliance"
     for src in sorted(package.rglob("*")):
