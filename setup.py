@@ -6,6 +6,7 @@ from setuptools import setup
 # ("native/<name>_build.py:ffibuilder").
 CFFI_MODULES: list[str] = [
     "native/hw_cpuid_build.py:ffibuilder",  # appliance.hw._cpuid (hardware detection)
+    "native/vmm_build.py:ffibuilder",  # appliance.vmm._native (microVM monitor)
 ]
 
 setup(cffi_modules=CFFI_MODULES)

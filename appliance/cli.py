@@ -272,12 +272,83 @@ def _add_hw_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.set_defaults(func=cmd_device_match)
 
 
+# --- vm (the KVM microVM monitor) --------------------------------------------
+
+
+def cmd_vm_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from appliance.vmm import launcher
+
+    result = launcher.run_vm(
+        launcher.VmRun(
+            kernel=Path(args.kernel),
+            initrd=Path(args.initrd) if args.initrd else None,
+            cmdline=args.cmdline,
+            memory_mib=args.memory,
+            cpus=args.cpus,
+            console_socket=Path(args.console_socket) if args.console_socket else None,
+            timeout=args.timeout,
+            kvm_path=args.kvm,
+            entry_64=args.entry == "64",
+        )
+    )
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(launcher.summary(result), file=sys.stderr)
+    return launcher.exit_status(result)
+
+
+def _add_vm_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from appliance.vmm import launcher
+
+    v = sub.add_parser("vm", help="run microVMs with the built-in KVM monitor")
+    vsub = v.add_subparsers(dest="vm_cmd", required=True)
+    p = vsub.add_parser(
+        "run",
+        help="boot a Linux kernel in a microVM in the foreground",
+        description="Boot a bzImage in a KVM microVM with its serial console on this "
+        "terminal (Ctrl-A x quits) or on a Unix socket. Exit status: the guest's "
+        f"power-off code, 0 after a reset, {launcher.EXIT_KILLED} when killed "
+        f"(timeout, Ctrl-A x), {launcher.EXIT_CRASHED} when the guest crashed.",
+    )
+    p.add_argument("--kernel", required=True, metavar="BZIMAGE", help="Linux kernel (bzImage)")
+    p.add_argument("--initrd", metavar="FILE", help="initramfs")
+    p.add_argument(
+        "--cmdline",
+        default=launcher.DEFAULT_CMDLINE,
+        metavar="STR",
+        help=f"kernel command line (default: {launcher.DEFAULT_CMDLINE!r})",
+    )
+    p.add_argument("--memory", type=int, default=256, metavar="MiB", help="guest RAM (256)")
+    p.add_argument("--cpus", type=int, default=1, metavar="N", help="vCPUs (1)")
+    p.add_argument(
+        "--console-socket",
+        metavar="PATH",
+        help="serve the console on this Unix socket instead of the terminal",
+    )
+    p.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="kill the guest after this long"
+    )
+    p.add_argument("--kvm", default="/dev/kvm", metavar="DEVICE", help="KVM device (/dev/kvm)")
+    p.add_argument(
+        "--entry",
+        choices=("64", "32"),
+        default="64",
+        help="kernel entry point: 64-bit (default, if the kernel has one) or 32-bit",
+    )
+    p.add_argument("--json", action="store_true", help="print the run result as JSON")
+    p.set_defaults(func=cmd_vm_run)
+
+
 # --- parser ------------------------------------------------------------------
 
 # Each capability adds its commands with one function here.
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_build_commands,
     _add_hw_commands,
+    _add_vm_commands,
 ]
 
 

@@ -38,3 +38,9 @@ class HardwareError(ApplianceError):
 def where(path: object, line: int | None = None) -> str:
     """Format a `file:line` location prefix."""
     return f"{path}:{line}" if line else f"{path}"
+
+
+class VmmError(ApplianceError):
+    """The microVM monitor cannot create, load or run a guest."""
+
+    exit_code = 5

@@ -39,10 +39,13 @@ def run(
     capture: bool = False,
     check: bool = True,
     what: str | None = None,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a command; its output goes to the log (or is captured and returned).
 
     On failure raise ToolError with `what` (or the command) and the output tail.
+    A captured command still running after `timeout` seconds is killed and
+    raises ToolError too.
     """
     argv = [os.fspath(c) for c in cmd]
     text = shlex.join(argv)
@@ -63,7 +66,16 @@ def run(
     except FileNotFoundError as e:
         raise ToolError(f"cannot run {argv[0]}: not found ({what or text})") from e
     if capture:
-        out, err = proc.communicate(input)
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            last = (out + err).decode(errors="replace").splitlines()[-TAIL_LINES:]
+            raise ToolError(
+                f"{what or 'command'} timed out after {timeout} s: {text}\n"
+                + "\n".join("  | " + ln for ln in last)
+            ) from None
         tail_src = err.decode(errors="replace").splitlines()
         for line in tail_src:
             log.debug("  %s", line)
