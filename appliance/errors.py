@@ -27,6 +27,12 @@ class ToolError(ApplianceError):
     exit_code = 4
 
 
+class BootError(ApplianceError):
+    """An image did not boot well in `appliance boot-test` (or could not be booted)."""
+
+    exit_code = 5
+
+
 def where(path: object, line: int | None = None) -> str:
     """Format a `file:line` location prefix."""
     return f"{path}:{line}" if line else f"{path}"
