@@ -18,7 +18,15 @@ from appliance import paths
 from appliance.engine.context import OutputContext
 from appliance.errors import BuildError
 from appliance.recipe.model import Recipe
-from appliance.recipe.schema import Option, OptionError, Table, string, string_list, table_list
+from appliance.recipe.schema import (
+    Option,
+    OptionError,
+    Table,
+    integer,
+    string,
+    string_list,
+    table_list,
+)
 
 FIRMWARES = ("bios", "uefi")
 
@@ -63,8 +71,8 @@ def boot_options() -> tuple[Option, ...]:
         Option("entries", table_list(ENTRY), None,
                "boot menu entries {id, title, cmdline} (default: the system on the screen, "
                "and on the serial console ttyS0 with id `serial`)", kind="list of tables"),
-        Option("timeout", string(pattern=r"[0-9]{1,3}", what="number of seconds"), "5",
-               "seconds the boot menu waits"),
+        Option("timeout", integer(minimum=0, maximum=600), 5, "seconds the boot menu waits",
+               kind="integer"),
     )
 
 
@@ -214,7 +222,9 @@ def fat_image(ctx: OutputContext, dest: Path, size: int, volume_id: str, label: 
     """A FAT file system image holding `files` ({path in image: host file})."""
     with open(dest, "wb") as f:
         f.truncate(size)
-    ctx.host(["mkfs.fat", "-i", volume_id, "-n", label, "--invariant", dest],
+    # (no --invariant: it would replace the volume id with 1234-ABCD; mtools
+    # takes its timestamps from SOURCE_DATE_EPOCH)
+    ctx.host(["mkfs.fat", "-i", volume_id, "-n", label, dest],
              what="mkfs.fat", capture=True)
     made: set[str] = set()
     for inside, src in sorted(files.items()):
