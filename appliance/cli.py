@@ -215,9 +215,11 @@ def _add_boot_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                    "directory")
     p.add_argument("--firmware", choices=("bios", "uefi"), default="bios",
                    help="SeaBIOS or OVMF (default: bios)")
-    p.add_argument("--as", dest="medium", choices=("cdrom", "disk", "usb"), default=None,
+    p.add_argument("--as", dest="medium", choices=("cdrom", "disk", "usb", "pxe"),
+                   default=None,
                    help="attach the image as CD-ROM, virtio disk or USB stick (default: "
-                   "cdrom for an ISO, disk for a disk image)")
+                   "cdrom for an ISO, disk for a disk image); a netboot directory boots "
+                   "with -kernel/-initrd, or with --as pxe through the firmware's iPXE")
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",
                    help="seconds to wait for the boot-check marker (default: 300)")
     p.add_argument("--memory", type=int, default=2048, metavar="MIB",

@@ -15,7 +15,7 @@ from appliance.boot import firmware as fw
 from appliance.errors import BootError
 
 KINDS = ("iso", "disk", "netboot")
-MEDIA = ("cdrom", "disk", "usb")
+MEDIA = ("cdrom", "disk", "usb", "pxe")
 QEMU = "qemu-system-x86_64"
 # The boot-check flag: images built by our recipes read it from the SMBIOS
 # serial number in GRUB and put it on the kernel command line.
@@ -27,7 +27,7 @@ USER_NET = ipaddress.ip_network("10.0.2.0/24")  # QEMU user networking's default
 class BootSpec:
     image: Path
     kind: str  # iso | disk | netboot
-    medium: str  # cdrom | disk | usb | net
+    medium: str  # cdrom | disk | usb (iso, disk) | net (-kernel/-initrd) | pxe (netboot)
     firmware: str  # bios | uefi
     memory_mib: int = 2048
     smp: int = 2
@@ -60,10 +60,12 @@ def make_spec(image: Path, firmware: str, medium: str | None, memory_mib: int = 
         raise BootError(f"unknown medium {medium!r} (known: {', '.join(MEDIA)})")
     kind = detect_kind(image)
     if kind == "netboot":
-        if medium is not None:
-            raise BootError(f"{image}: a netboot directory boots over the network; "
-                            "--as does not apply")
-        medium = "net"
+        if medium not in (None, "pxe"):
+            raise BootError(f"{image}: a netboot directory boots over the network: "
+                            "directly (-kernel/-initrd, the default) or with --as pxe")
+        medium = medium or "net"
+    elif medium == "pxe":
+        raise BootError(f"{image}: --as pxe is for netboot directories")
     elif kind == "iso":
         medium = medium or "cdrom"
     else:
@@ -116,13 +118,17 @@ def _netboot(spec: BootSpec) -> list[str]:
     if "," in str(spec.image):
         raise BootError(f"{spec.image}: QEMU cannot take a path with a comma")
     serve = f"{sys.executable} -m appliance.boot.httpd {spec.image}"
-    nic = (f"user,model=virtio-net-pci,restrict=on,"
-           f"guestfwd=tcp:{addr}:{url.port or 80}-cmd:{serve}")
+    net = f"user,id=net0,restrict=on,guestfwd=tcp:{addr}:{url.port or 80}-cmd:{serve}"
+    if spec.medium == "pxe":
+        # The firmware's iPXE (QEMU's NIC option ROM) gets boot.ipxe over the
+        # user network's built-in TFTP; the script loads the rest over HTTP.
+        return ["-netdev", f"{net},tftp={spec.image},bootfile=boot.ipxe",
+                "-device", "virtio-net-pci,netdev=net0,bootindex=0"]
     return [
         "-kernel", str(spec.image / info["kernel"]),
         "-initrd", str(spec.image / info["initrd"]),
         "-append", f"{info['cmdline']} {CHECK_FLAG}",
-        "-nic", nic,
+        "-netdev", net, "-device", "virtio-net-pci,netdev=net0",
     ]
 
 

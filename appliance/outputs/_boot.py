@@ -179,10 +179,10 @@ def menu_entries(options: dict[str, Any], recipe: Recipe) -> list[dict[str, str]
     if options["entries"]:
         entries = [dict(e) for e in options["entries"]]
     else:
+        title = re.sub(r"[\"\\$\n]", "", recipe.description or recipe.name)
         entries = [
-            {"id": "default", "title": recipe.description or recipe.name, "cmdline": ""},
-            {"id": "serial", "title": f"{recipe.description or recipe.name} (serial console)",
-             "cmdline": SERIAL_CMDLINE},
+            {"id": "default", "title": title, "cmdline": ""},
+            {"id": "serial", "title": f"{title} (serial console)", "cmdline": SERIAL_CMDLINE},
         ]
     return entries
 

@@ -70,7 +70,9 @@ def write(ctx: OutputContext) -> list[Path]:
         "#!ipxe\n"
         f"# {ctx.recipe.name}: boots the live system, which fetches {url}{SQUASHFS}\n"
         "dhcp\n"
-        f"kernel {url}vmlinuz initrd=initrd.img {cmdline}\n"
+        "# `appliance boot-test` asks for the boot check through the SMBIOS serial number.\n"
+        "iseq ${smbios/serial} appliance.boot_check=1 && set check appliance.boot_check=1 ||\n"
+        f"kernel {url}vmlinuz initrd=initrd.img {cmdline} ${{check}}\n"
         f"initrd {url}initrd.img\n"
         "boot\n")
     (dest / "netboot.json").write_text(json.dumps({

@@ -166,3 +166,12 @@ def test_layout_auto_size_leaves_room_and_aligns() -> None:
     start, length = lay.part("root")
     assert start == 66 * MiB and length % (64 * MiB) == 0 and length >= 700 * MiB * 1.25
     assert lay.disk == start + length + MiB
+
+
+def test_iso_is_reproducible(boot_build: engine.BuildResult, build_cache: Path,
+                             tmp_path: Path) -> None:
+    again = engine.build("test-boot", outdir=tmp_path, cache_dir=build_cache, formats=["iso"])
+    assert again.built == []  # every step from the cache: only the ISO was written again
+    first = next(p for p in boot_build.products if p.type == "iso")
+    second = next(p for p in again.products if p.type == "iso")
+    assert second.sha256 == first.sha256
