@@ -103,7 +103,7 @@ def netboot_info(directory: Path) -> dict[str, str]:
     return info
 
 
-def _netboot(spec: BootSpec) -> list[str]:
+def _netboot(spec: BootSpec, http_log: Path) -> list[str]:
     info = netboot_info(spec.image)
     url = urllib.parse.urlsplit(info["base-url"])
     try:
@@ -115,9 +115,10 @@ def _netboot(spec: BootSpec) -> list[str]:
             f"{spec.image}: base-url {info['base-url']} cannot be served by boot-test; it "
             f"needs http://<address in {USER_NET}>/ (the netboot output's default is "
             "http://10.0.2.100/)")
-    if "," in str(spec.image):
-        raise BootError(f"{spec.image}: QEMU cannot take a path with a comma")
-    serve = f"{sys.executable} -m appliance.boot.httpd {spec.image}"
+    if "," in f"{spec.image}{http_log}" or " " in f"{spec.image}{http_log}":
+        raise BootError(f"{spec.image}: QEMU's guestfwd cannot take a path with a comma "
+                        "or a space")
+    serve = f"{sys.executable} -m appliance.boot.httpd --log {http_log} {spec.image}"
     net = f"user,id=net0,restrict=on,guestfwd=tcp:{addr}:{url.port or 80}-cmd:{serve}"
     if spec.medium == "pxe":
         # The firmware's iPXE (QEMU's NIC option ROM) gets boot.ipxe over the
@@ -132,7 +133,8 @@ def _netboot(spec: BootSpec) -> list[str]:
     ]
 
 
-def command(spec: BootSpec, accel: str, serial_log: Path, vars_copy: Path) -> list[str]:
+def command(spec: BootSpec, accel: str, serial_log: Path, vars_copy: Path,
+            http_log: Path | None = None) -> list[str]:
     argv = [
         QEMU, "-nodefaults", "-display", "none", "-no-reboot",
         "-machine", "q35", "-m", str(spec.memory_mib), "-smp", str(spec.smp),
@@ -142,7 +144,7 @@ def command(spec: BootSpec, accel: str, serial_log: Path, vars_copy: Path) -> li
         *fw.qemu_args(spec.firmware, vars_copy),
     ]
     if spec.kind == "netboot":
-        argv += _netboot(spec)
+        argv += _netboot(spec, http_log or serial_log.with_suffix(".http.log"))
     else:
         argv += ["-nic", "none", *_drive(spec)]
     return argv

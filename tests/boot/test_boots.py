@@ -63,12 +63,21 @@ def test_disk_image_qcow2_boots_uefi(boot_build: engine.BuildResult,
     assert_boots(product(boot_build, ".qcow2"), "uefi", "disk", record_property)
 
 
-def test_netboot_boots_with_squashfs_over_http(boot_build: engine.BuildResult,
-                                               record_property: pytest.RecordProperty) -> None:
+def test_netboot_kernel_initrd_boot_fetches_squashfs_over_http(
+        boot_build: engine.BuildResult, record_property: pytest.RecordProperty) -> None:
     netboot = product(boot_build, ".netboot")
-    assert_boots(netboot, "bios", None, record_property)
-    log = Path(f"{netboot}.bios-net.qemu.log").read_text()
+    assert_boots(netboot, "bios", None, record_property)  # -kernel/-initrd
+    log = Path(f"{netboot}.bios-net.http.log").read_text()
     assert "httpd: 200 /filesystem.squashfs" in log  # fetched from our responder
+
+
+def test_netboot_boots_uefi_over_pxe_with_the_ipxe_script(
+        boot_build: engine.BuildResult, record_property: pytest.RecordProperty) -> None:
+    netboot = product(boot_build, ".netboot")
+    assert_boots(netboot, "uefi", "pxe", record_property)
+    log = Path(f"{netboot}.uefi-pxe.http.log").read_text().splitlines()
+    # boot.ipxe came over TFTP; iPXE fetched kernel and initrd, live-boot the squashfs.
+    assert [ln.split()[2] for ln in log] == ["/vmlinuz", "/initrd.img", "/filesystem.squashfs"]
 
 
 def test_boot_test_rejects_image_with_failing_unit(broken_build: engine.BuildResult) -> None:

@@ -14,9 +14,13 @@ def ask(root: Path, request: bytes) -> tuple[int, bytes]:
     return code, out.getvalue()
 
 
-def test_serves_a_file_with_its_length(tmp_path: Path) -> None:
+def test_serves_a_file_with_its_length_and_logs_to_a_file(tmp_path: Path) -> None:
     (tmp_path / "filesystem.squashfs").write_bytes(b"hsqs" + bytes(100))
-    code, out = ask(tmp_path, b"GET /filesystem.squashfs HTTP/1.1\r\nHost: x\r\n\r\n")
+    out_io, log = io.BytesIO(), tmp_path / "http.log"
+    code = serve_one(tmp_path, io.BytesIO(b"GET /filesystem.squashfs HTTP/1.1\r\n\r\n"),
+                     out_io, log)
+    out = out_io.getvalue()
+    assert log.read_text() == "httpd: 200 /filesystem.squashfs (104 bytes)\n"
     head, _, body = out.partition(b"\r\n\r\n")
     assert code == 200 and head.startswith(b"HTTP/1.0 200 OK")
     assert b"Content-Length: 104" in head and body == b"hsqs" + bytes(100)
