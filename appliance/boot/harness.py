@@ -128,7 +128,8 @@ def boot_test(image: Path, firmware: str = "bios", medium: str | None = None,
         state=verdict.state, failed_units=list(verdict.failed_units),
         seconds=round(seconds, 1), marker_reached=verdict.state is not None,
         powered_off=powered_off, serial_log=str(serial), command=argv,
-        log_tail="" if verdict.ok else oracle.tail(data),
+        # On a decision: the console up to it (not the shutdown after it).
+        log_tail="" if verdict.ok else oracle.tail(data[:verdict.end] if verdict.end else data),
     )
 
 

@@ -31,6 +31,7 @@ class Verdict:
     state: str | None = None
     failed_units: tuple[str, ...] = ()
     reason: str = ""
+    end: int | None = None  # where in the log the decision was made
 
 
 def judge(log: bytes) -> Verdict:
@@ -47,13 +48,13 @@ def judge(log: bytes) -> Verdict:
             reason = f"system {state}; failed units: {', '.join(failed)}"
         else:
             reason = f"system {state} (expected running)"
-        return Verdict(True, ok, state, failed, reason)
+        return Verdict(True, ok, state, failed, reason, m.end())
     for rx, reason in FATAL:
         f = rx.search(log)
         if f:
             detail = f.group(0).decode(errors="replace").strip()
             return Verdict(True, False, None, (), f"{reason}: {detail}" if detail != reason
-                           else reason)
+                           else reason, f.end())
     return Verdict(False)
 
 

@@ -5,6 +5,7 @@ random) identifiers, the kernel in the tree, GRUB images and the GRUB menu."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import uuid
@@ -217,22 +218,28 @@ def copy_file(src: Path, dest: Path) -> Path:
     return dest
 
 
-def fat_image(ctx: OutputContext, dest: Path, size: int, volume_id: str, label: str,
+def fat_image(ctx: OutputContext, dest: Path, size: int, volume_id: str,
               files: dict[str, Path]) -> Path:
-    """A FAT file system image holding `files` ({path in image: host file})."""
+    """A FAT file system image holding `files` ({path in image: host file}),
+    the same bytes for the same input: derived volume id, no volume label
+    (mkfs.fat would stamp its entry with the current time), every file and
+    directory dated SOURCE_DATE_EPOCH."""
+    stage = dest.with_name(dest.name + ".stage")
+    for inside, src in files.items():
+        copy_file(src, stage / inside.strip("/"))
+    for p in [*stage.rglob("*"), stage]:
+        os.utime(p, (ctx.epoch, ctx.epoch), follow_symlinks=False)
     with open(dest, "wb") as f:
         f.truncate(size)
-    # (no --invariant: it would replace the volume id with 1234-ABCD; mtools
-    # takes its timestamps from SOURCE_DATE_EPOCH)
-    ctx.host(["mkfs.fat", "-i", volume_id, "-n", label, dest],
-             what="mkfs.fat", capture=True)
-    made: set[str] = set()
-    for inside, src in sorted(files.items()):
-        parts = inside.strip("/").split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            d = "/".join(parts[:i])
-            if d not in made:
-                ctx.host(["mmd", "-i", dest, f"::/{d}"], what="mmd")
-                made.add(d)
-        ctx.host(["mcopy", "-i", dest, src, f"::/{inside.strip('/')}"], what="mcopy")
+    ctx.host(["mkfs.fat", "-i", volume_id, dest], what="mkfs.fat", capture=True)
+    top = sorted(stage.iterdir())
+    if top:
+        ctx.host(["mcopy", "-i", dest, "-s", "-m", "-Q", *top, "::/"], what="mcopy")
+    shutil.rmtree(stage)
     return dest
+
+
+def clamp_tree(root: Path, epoch: int) -> None:
+    """Date every file and directory under `root` at `epoch` (for xorriso)."""
+    for p in [*root.rglob("*"), root]:
+        os.utime(p, (epoch, epoch), follow_symlinks=False)

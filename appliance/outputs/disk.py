@@ -170,7 +170,7 @@ def write(ctx: OutputContext) -> list[Path]:
     if "uefi" in firmware:
         efi = _boot.grub_image(ctx, "uefi", "x86_64-efi", early, ctx.scratch / "BOOTX64.EFI")
         esp_files["EFI/BOOT/BOOTX64.EFI"] = efi
-    esp_img = _boot.fat_image(ctx, ctx.scratch / "esp.fat", esp_size, esp_id, "ESP", esp_files)
+    esp_img = _boot.fat_image(ctx, ctx.scratch / "esp.fat", esp_size, esp_id, esp_files)
 
     dest = ctx.scratch / str(o["filename"] or f"{rec.name}.img")
     with open(dest, "wb") as f:

@@ -76,8 +76,11 @@ def write(ctx: OutputContext) -> list[Path]:
         ctx.recipe, o, "live ISO", LIVE_CMDLINE, "/live/vmlinuz", "/live/initrd.img"))
 
     dest = ctx.scratch / str(o["filename"] or f"{ctx.recipe.name}.iso")
+    # Reproducible: every file dated SOURCE_DATE_EPOCH (xorriso also takes its
+    # volume dates and UUIDs from SOURCE_DATE_EPOCH in the environment).
     argv: list[str | Path] = [
-        "xorriso", "-as", "mkisofs", "-graft-points",
+        "xorriso", "-volume_date", "all_file_dates", "set_to_mtime",
+        "-as", "mkisofs", "-graft-points",
         "--modification-date=" + time.strftime("%Y%m%d%H%M%S00", time.gmtime(ctx.epoch)),
         "-V", volume_label(o, ctx.recipe),
     ]
@@ -92,9 +95,10 @@ def write(ctx: OutputContext) -> list[Path]:
     if "uefi" in firmware:
         efi = _boot.grub_image(ctx, "uefi", "x86_64-efi", early, ctx.scratch / "BOOTX64.EFI")
         vol_id = _boot.derived_uuid(ctx.recipe, "iso/efi").hex[:8]
-        _boot.fat_image(ctx, grub / "efi.img", EFI_IMAGE_SIZE, vol_id, "EFIBOOT",
+        _boot.fat_image(ctx, grub / "efi.img", EFI_IMAGE_SIZE, vol_id,
                         {"EFI/BOOT/BOOTX64.EFI": efi})
         argv += ["--efi-boot", "boot/grub/efi.img", "-efi-boot-part", "--efi-boot-image"]
+    _boot.clamp_tree(root, ctx.epoch)
     argv += ["--protective-msdos-label", "-o", dest, "-r", root,
              "--sort-weight", "0", "/", "--sort-weight", "1", "/boot"]
     ctx.host(argv, what="xorriso")

@@ -33,10 +33,16 @@ def test_iso_has_bios_and_uefi_boot_records_and_the_recipe_label(
     assert "Volume Id    : APPLIANCE_TEST" in report
     assert "El Torito boot img :   1  BIOS" in report
     assert "El Torito boot img :   2  UEFI" in report
-    mbr = iso.read_bytes()[:512]
-    assert mbr[510:512] == b"\x55\xaa"
-    types = [mbr[446 + 16 * i + 4] for i in range(4)]
-    assert 0xEF in types  # the EFI image as an MBR partition: UEFI boots it from a USB stick
+    # Written raw to a USB stick: an MBR boot record for BIOS (boot_hybrid.img)
+    # and a GPT whose EFI system partition is the EFI image, for UEFI.
+    with open(iso, "rb") as f:
+        mbr = f.read(512)
+        gpt = f.read(512)
+        entries = f.read(128 * 128)
+    assert mbr[510:512] == b"\x55\xaa" and mbr[446 + 4] == 0xEE
+    assert gpt[:8] == b"EFI PART"
+    esp_type = uuid.UUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b").bytes_le
+    assert any(entries[i:i + 16] == esp_type for i in range(0, len(entries), 128))
     files = sh("xorriso", "-indev", iso, "-find", "/live", "-type", "f")
     for f in ("/live/vmlinuz", "/live/initrd.img", "/live/filesystem.squashfs"):
         assert f"'{f}'" in files

@@ -35,6 +35,12 @@ def test_emergency_shell_and_initramfs_shell_fail() -> None:
     assert not v.ok and "root file system" in v.reason
 
 
+def test_decision_point_is_the_end_of_the_marker_line() -> None:
+    log = BOOT + b"APPLIANCE-BOOT-CHECK state=degraded failed=x.service\r\nreboot: Power down"
+    v = judge(log)
+    assert log[:v.end].endswith(b"failed=x.service")
+
+
 def test_nothing_decided_while_booting() -> None:
     assert not judge(BOOT).done
 
