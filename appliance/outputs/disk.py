@@ -157,9 +157,14 @@ def write(ctx: OutputContext) -> list[Path]:
         grub.mkdir(parents=True, exist_ok=True)
         for fw in firmware:
             ctx.host(["cp", "-a", _boot.grub_dir(ctx.tree, fw), grub], what="copying GRUB")
+        # Debian keeps /vmlinuz and /initrd.img pointing at the newest kernel:
+        # through them the menu survives kernel upgrades on the running system.
+        if (view / "vmlinuz").is_symlink() and (view / "initrd.img").is_symlink():
+            vmlinuz, initrd = "/vmlinuz", "/initrd.img"
+        else:
+            vmlinuz, initrd = f"/boot/{kernel.vmlinuz.name}", f"/boot/{kernel.initrd.name}"
         (grub / "grub.cfg").write_text(_boot.render_grub_cfg(
-            rec, o, "disk", f"root=UUID={root_uuid} ro",
-            f"/boot/{kernel.vmlinuz.name}", f"/boot/{kernel.initrd.name}"))
+            rec, o, "disk", f"root=UUID={root_uuid} ro", vmlinuz, initrd))
         with open(root_img, "wb") as f:
             f.truncate(root_size)
         ctx.host(["mkfs.ext4", "-q", "-F", "-L", str(o["root-label"]), "-U", str(root_uuid),

@@ -125,7 +125,8 @@ def test_disk_root_has_fstab_by_uuid_and_grub(boot_build: engine.BuildResult,
     root_uuid = _boot.derived_uuid(boot_build.recipe, "disk/root-fs")
     assert f"UUID={root_uuid} / ext4 errors=remount-ro 0 1" in fstab
     grub_cfg = sh("debugfs", "-R", "cat /boot/grub/grub.cfg", part)
-    assert f"root=UUID={root_uuid} ro" in grub_cfg
+    assert f"linux /vmlinuz root=UUID={root_uuid} ro" in grub_cfg
+    assert "initrd /initrd.img" in grub_cfg
     # The file system fills its partition.
     info = sh("dumpe2fs", "-h", part)
     blocks = int(next(ln for ln in info.splitlines() if ln.startswith("Block count:"))
