@@ -149,7 +149,9 @@ def write(ctx: OutputContext) -> list[Path]:
     with mounts.overlay([ctx.tree], upper, ctx.scratch / "overlay-work", view):
         (view / "etc/fstab").write_text(
             "# <file system> <mount point> <type> <options> <dump> <pass>\n"
-            f"UUID={root_uuid} / ext4 errors=remount-ro 0 1\n"
+            # x-systemd.growfs: if the partition is made larger later (e.g. the
+            # image written to a bigger disk), the file system follows at boot.
+            f"UUID={root_uuid} / ext4 errors=remount-ro,x-systemd.growfs 0 1\n"
             f"UUID={esp_id[:4].upper()}-{esp_id[4:].upper()} /boot/efi vfat "
             "umask=0077,nofail 0 0\n")
         (view / "boot/efi").mkdir(parents=True, exist_ok=True)

@@ -123,7 +123,7 @@ def test_disk_root_has_fstab_by_uuid_and_grub(boot_build: engine.BuildResult,
                 dst.write(block)
     fstab = sh("debugfs", "-R", "cat /etc/fstab", part)
     root_uuid = _boot.derived_uuid(boot_build.recipe, "disk/root-fs")
-    assert f"UUID={root_uuid} / ext4 errors=remount-ro 0 1" in fstab
+    assert f"UUID={root_uuid} / ext4 errors=remount-ro,x-systemd.growfs 0 1" in fstab
     grub_cfg = sh("debugfs", "-R", "cat /boot/grub/grub.cfg", part)
     assert f"linux /vmlinuz root=UUID={root_uuid} ro" in grub_cfg
     assert "initrd /initrd.img" in grub_cfg
