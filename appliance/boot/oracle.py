@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MARKER = re.compile(rb"APPLIANCE-BOOT-CHECK state=(\S+) failed=(\S+)")
+# Only a complete line counts: the UART delivers the marker byte by byte, so
+# the log may end in the middle of it.
+MARKER = re.compile(rb"APPLIANCE-BOOT-CHECK state=(\S+) failed=(\S+)[\r\n]")
 
 # (pattern, reason): a boot that shows one of these will not reach the marker.
 FATAL = (
@@ -48,7 +50,7 @@ def judge(log: bytes) -> Verdict:
             reason = f"system {state}; failed units: {', '.join(failed)}"
         else:
             reason = f"system {state} (expected running)"
-        return Verdict(True, ok, state, failed, reason, m.end())
+        return Verdict(True, ok, state, failed, reason, m.end() - 1)
     for rx, reason in FATAL:
         f = rx.search(log)
         if f:

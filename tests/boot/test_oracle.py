@@ -19,6 +19,12 @@ def test_marker_degraded_names_the_failed_units() -> None:
     assert v.reason == "system degraded; failed units: a.service, b.mount"
 
 
+def test_marker_counts_only_once_its_line_is_complete() -> None:
+    assert not judge(BOOT + b"APPLIANCE-BOOT-CHECK state=runn").done
+    assert not judge(BOOT + b"APPLIANCE-BOOT-CHECK state=running failed=no").done
+    assert judge(BOOT + b"APPLIANCE-BOOT-CHECK state=running failed=none\n").ok
+
+
 def test_running_with_failed_units_is_not_good() -> None:
     assert not judge(b"APPLIANCE-BOOT-CHECK state=running failed=x.service\n").ok
 
