@@ -90,7 +90,11 @@ def boot_test(image: Path, firmware: str = "bios", medium: str | None = None,
             if verdict.done:
                 break
             if proc.poll() is not None:
-                exited = True
+                # It may have written the marker just before powering off.
+                with contextlib.suppress(FileNotFoundError):
+                    data = serial.read_bytes()
+                verdict = oracle.judge(data)
+                exited = not verdict.done
                 break
             if time.monotonic() - t0 > timeout:
                 break
