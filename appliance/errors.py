@@ -35,12 +35,18 @@ class HardwareError(ApplianceError):
     exit_code = 5
 
 
-def where(path: object, line: int | None = None) -> str:
-    """Format a `file:line` location prefix."""
-    return f"{path}:{line}" if line else f"{path}"
+class BootError(ApplianceError):
+    """An image did not boot well in `appliance boot-test` (or could not be booted)."""
+
+    exit_code = 5
 
 
 class VmmError(ApplianceError):
     """The microVM monitor cannot create, load or run a guest."""
 
     exit_code = 5
+
+
+def where(path: object, line: int | None = None) -> str:
+    """Format a `file:line` location prefix."""
+    return f"{path}:{line}" if line else f"{path}"

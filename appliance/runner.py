@@ -100,3 +100,26 @@ def run(
             + (f"\n{lines}" if lines else "")
         )
     return subprocess.CompletedProcess(argv, proc.returncode or 0, out, err)
+
+
+def spawn(
+    cmd: Sequence[str | os.PathLike[str]],
+    *,
+    output: Path,
+    env: Mapping[str, str] | None = None,
+    what: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running command (e.g. a virtual machine) in the background,
+    its stdout and stderr going to `output`. The caller waits for or ends it."""
+    argv = [os.fspath(c) for c in cmd]
+    log.debug("$ %s &", shlex.join(argv))
+    full_env = None
+    if env is not None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    with open(output, "ab") as out:
+        try:
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, env=full_env)
+        except FileNotFoundError as e:
+            raise ToolError(f"cannot run {argv[0]}: not found ({what or shlex.join(argv)})") from e

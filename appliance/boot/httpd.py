@@ -1,0 +1,63 @@
+"""Answers ONE HTTP request on stdin/stdout with a file from a directory.
+
+QEMU's user network runs it for each guest connection to the netboot
+address (`guestfwd=tcp:IP:PORT-cmd:python3 -m appliance.boot.httpd DIR`),
+so the guest can fetch the netboot files without any listening socket on
+the host and without any traffic leaving the machine. QEMU connects stdin,
+stdout AND stderr to the guest's connection, so requests are logged to a
+file (`--log FILE`), never printed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import urllib.parse
+from pathlib import Path
+from typing import BinaryIO
+
+
+def serve_one(root: Path, rfile: BinaryIO, wfile: BinaryIO, log: Path | None = None) -> int:
+    request = rfile.readline(8192).decode("latin-1").split()
+    while rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+        pass
+    if len(request) < 2 or request[0] not in ("GET", "HEAD"):
+        wfile.write(b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        _log(log, f"400 {' '.join(request)[:200]}")
+        return 400
+    rel = urllib.parse.unquote(urllib.parse.urlsplit(request[1]).path).lstrip("/")
+    base = root.resolve()
+    path = (base / rel).resolve()
+    if not path.is_file() or base not in path.parents:
+        wfile.write(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        _log(log, f"404 {request[1]}")
+        return 404
+    size = path.stat().st_size
+    wfile.write(f"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Length: {size}\r\nConnection: close\r\n\r\n".encode())
+    if request[0] == "GET":
+        with open(path, "rb") as f:
+            shutil.copyfileobj(f, wfile, 1 << 20)
+    wfile.flush()
+    _log(log, f"200 {request[1]} ({size} bytes)")
+    return 200
+
+
+def _log(log: Path | None, line: str) -> None:
+    if log is not None:
+        with open(log, "a") as f:
+            f.write(f"httpd: {line}\n")
+
+
+def main(argv: list[str]) -> int:
+    log = None
+    if len(argv) == 3 and argv[0] == "--log":
+        log, argv = Path(argv[1]), argv[2:]
+    if len(argv) != 1:
+        return 2
+    code = serve_one(Path(argv[0]), sys.stdin.buffer, sys.stdout.buffer, log)
+    return 0 if code == 200 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
