@@ -19,10 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.errors import VmmError
 from appliance.vmm._native import ffi, lib
+
+if TYPE_CHECKING:
+    from appliance.hw import Report
 
 MIB = 1 << 20
 DEFAULT_KVM = "/dev/kvm"
@@ -81,6 +84,15 @@ COUNTER_NAMES = (
     "serial_tx_bytes",
     "serial_rx_bytes",
 )
+
+
+def explain_kvm_failure(reason: str, report: Report | None = None) -> str:
+    """Add hardware detection's verdict (the sentence `appliance detect`
+    prints, with what to do) to a failure to open or use /dev/kvm."""
+    from appliance.hw import detect
+
+    report = report or detect(inventory=False)
+    return f"{reason}\nhardware detection: {report.verdict}"
 
 
 @dataclass(frozen=True)
@@ -205,7 +217,12 @@ class Machine:
         if rc < 0:
             os.close(self._out_r)
             os.close(self._out_w)
-            raise VmmError(ffi.string(msg).decode(errors="replace"))
+            reason = ffi.string(msg).decode(errors="replace")
+            if rc in (-lib.VMM_E_KVM_OPEN, -lib.VMM_E_KVM_UNUSABLE) and (
+                os.path.realpath(self.config.kvm_path) == DEFAULT_KVM
+            ):
+                reason = explain_kvm_failure(reason)
+            raise VmmError(reason)
         self._vm: Any = out[0]
 
     # -- life cycle ----------------------------------------------------------

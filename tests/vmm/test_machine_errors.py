@@ -94,3 +94,21 @@ def test_create_and_close_release_memory() -> None:
     before = rss_kib()
     _cycle(50)
     assert rss_kib() - before < 4096
+
+
+@pytest.mark.parametrize(
+    ("recorded", "says"),
+    [
+        ("intel-no-kvm-module", "modprobe kvm_intel"),
+        ("amd-svm-disabled", "enable SVM in BIOS setup"),
+        ("pvm-dev-vm", "backed by kvm_pvm"),
+    ],
+)
+def test_kvm_failure_carries_the_detection_verdict(recorded: str, says: str) -> None:
+    from appliance.vmm.machine import explain_kvm_failure
+    from tests.boot.test_accel import recorded as recorded_report
+
+    text = explain_kvm_failure("cannot open /dev/kvm: No such file or directory",
+                               recorded_report(recorded))
+    assert text.startswith("cannot open /dev/kvm: No such file or directory\n")
+    assert says in text.splitlines()[1]
