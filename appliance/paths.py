@@ -28,5 +28,5 @@ def templates_dir() -> Path:
     return data_root() / "templates"
 
 
-DEFAULT_RECIPE = "host.toml"
+DEFAULT_RECIPE = "installer.toml"
 DEFAULT_CACHE_DIR = Path("/var/cache/appliance")

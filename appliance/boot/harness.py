@@ -62,7 +62,8 @@ def log_path(spec: qemu.BootSpec) -> Path:
 
 def boot_test(image: Path, firmware: str = "bios", medium: str | None = None,
               timeout: float = 300.0, memory_mib: int = 2048,
-              accelerator: tuple[str, str] | None = None) -> BootResult:
+              accelerator: tuple[str, str] | None = None,
+              nic_mac: str | None = None) -> BootResult:
     """Boot `image` once and judge it. Never raises for a bad boot (the result
     says why); raises BootError when the boot cannot even be attempted."""
     spec = qemu.make_spec(image, firmware, medium, memory_mib)
@@ -75,7 +76,7 @@ def boot_test(image: Path, firmware: str = "bios", medium: str | None = None,
     qemu_log.unlink(missing_ok=True)
     http_log = serial.with_name(serial.name.replace(".serial.log", ".http.log"))
     http_log.unlink(missing_ok=True)
-    argv = qemu.command(spec, accel, serial, vars_copy, http_log)
+    argv = qemu.command(spec, accel, serial, vars_copy, http_log, nic_mac)
     log.info("booting %s: %s", image, shlex.join(argv))
     t0 = time.monotonic()
     proc = spawn(argv, output=qemu_log, what="QEMU")

@@ -134,7 +134,7 @@ def _netboot(spec: BootSpec, http_log: Path) -> list[str]:
 
 
 def command(spec: BootSpec, accel: str, serial_log: Path, vars_copy: Path,
-            http_log: Path | None = None) -> list[str]:
+            http_log: Path | None = None, nic_mac: str | None = None) -> list[str]:
     argv = [
         QEMU, "-nodefaults", "-display", "none", "-no-reboot",
         "-machine", "q35", "-m", str(spec.memory_mib), "-smp", str(spec.smp),
@@ -145,6 +145,10 @@ def command(spec: BootSpec, accel: str, serial_log: Path, vars_copy: Path,
     ]
     if spec.kind == "netboot":
         argv += _netboot(spec, http_log or serial_log.with_suffix(".http.log"))
+    elif nic_mac:
+        # A NIC on an isolated user network (restrict=on: nothing leaves this machine).
+        argv += ["-netdev", "user,id=n0,restrict=on",
+                 "-device", f"virtio-net-pci,netdev=n0,mac={nic_mac}", *_drive(spec)]
     else:
         argv += ["-nic", "none", *_drive(spec)]
     return argv

@@ -165,13 +165,18 @@ def grub_dir(tree: Path, firmware: str) -> Path:
     return d
 
 
-def grub_image(ctx: OutputContext, firmware: str, fmt: str, early_cfg: str, dest: Path) -> Path:
+def grub_mkimage_argv(tree: Path, firmware: str, fmt: str, early_cfg_file: Path, dest: Path,
+                      extra_modules: tuple[str, ...] = ()) -> list[str | Path]:
     """grub-mkimage with the tree's own GRUB modules and an embedded first config."""
+    modules = [*GRUB_MODULES, *GRUB_PLATFORM_MODULES[firmware], *extra_modules]
+    return ["grub-mkimage", "-O", fmt, "-d", grub_dir(tree, firmware), "-p", "/boot/grub",
+            "-c", early_cfg_file, "-o", dest, *modules]
+
+
+def grub_image(ctx: OutputContext, firmware: str, fmt: str, early_cfg: str, dest: Path) -> Path:
     cfg = dest.with_name(dest.name + ".early.cfg")
     cfg.write_text(early_cfg)
-    modules = [*GRUB_MODULES, *GRUB_PLATFORM_MODULES[firmware]]
-    ctx.host(["grub-mkimage", "-O", fmt, "-d", grub_dir(ctx.tree, firmware), "-p", "/boot/grub",
-              "-c", cfg, "-o", dest, *modules], what=f"grub-mkimage ({fmt})")
+    ctx.host(grub_mkimage_argv(ctx.tree, firmware, fmt, cfg, dest), what=f"grub-mkimage ({fmt})")
     cfg.unlink()
     return dest
 
@@ -199,16 +204,27 @@ def render_grub_cfg(recipe: Recipe, options: dict[str, Any], kind: str, base_cmd
                     kernel: str, initrd: str) -> str:
     entries = menu_entries(options, recipe)
     for e in entries:
-        e["cmdline"] = " ".join(x for x in (base_cmdline, options["cmdline"], e["cmdline"]) if x)
+        e["cmdline"] = " ".join(x for x in (options["cmdline"], e["cmdline"]) if x)
+    return render_menu(recipe.name, kind, int(options["timeout"]), entries, base_cmdline,
+                       kernel, initrd, options.get("auto-entry"))
+
+
+def render_menu(name: str, kind: str, timeout: int, entries: list[dict[str, str]],
+                base_cmdline: str, kernel: str, initrd: str, auto_entry: str | None = None) -> str:
+    """The GRUB menu (templates/boot/grub.cfg.j2). `auto_entry`: the entry
+    booted at once when the medium carries /appliance/auto-install.toml
+    (written by `appliance prepare-iso`)."""
+    entries = [dict(e, cmdline=" ".join(x for x in (base_cmdline, e["cmdline"]) if x))
+               for e in entries]
     ids = [e["id"] for e in entries]
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(paths.templates_dir() / "boot"),
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
     )
     return env.get_template("grub.cfg.j2").render(
-        recipe=recipe.name, kind=kind, timeout=int(options["timeout"]), default=ids[0],
+        recipe=name, kind=kind, timeout=timeout, default=ids[0],
         check_entry="serial" if "serial" in ids else ids[0], entries=entries,
-        kernel=kernel, initrd=initrd,
+        kernel=kernel, initrd=initrd, auto_entry=auto_entry or "",
     )
 
 

@@ -30,7 +30,10 @@ OPTIONS = Table((
            "(1-32 of A-Z 0-9 _)"), None, "ISO volume label (default: the recipe name in "
            "upper case)"),
     *_boot.boot_options(),
-    Option("compression-level", integer(minimum=1, maximum=22), 15,
+    Option("auto-entry", string(pattern=r"[a-z0-9][a-z0-9-]*", what="entry id"), None,
+           "entry booted at once when the ISO carries /appliance/auto-install.toml (added by "
+           "`appliance prepare-iso` for unattended installs)"),
+    Option("compression-level", integer(minimum=1, maximum=22), 6,
            "zstd level of the squashfs (1-22)", kind="integer"),
     Option("block-size", string(choices=("128K", "256K", "512K", "1M")), "1M",
            "squashfs block size"),
@@ -44,6 +47,12 @@ def validate(options: dict[str, Any], recipe: Recipe) -> None:
     if not options["firmware"]:
         raise OptionError("give at least one firmware (bios, uefi)", ["firmware"])
     _boot.validate_entries(options)
+    auto = options["auto-entry"]
+    if auto is not None:
+        ids = [e["id"] for e in _boot.menu_entries(options, recipe)]
+        if auto not in ids:
+            raise OptionError(f"{auto!r} is not one of the menu entries ({', '.join(ids)})",
+                              ["auto-entry"])
     _boot.require_packages(recipe, options["firmware"], {"live-boot": ("live-boot",)}, NAME)
 
 
@@ -103,3 +112,17 @@ def write(ctx: OutputContext) -> list[Path]:
              "--sort-weight", "0", "/", "--sort-weight", "1", "/boot"]
     ctx.host(argv, what="xorriso")
     return [dest]
+
+
+def usage(path: Path) -> str:
+    return (
+        "hybrid BIOS/UEFI ISO. Boot it:\n"
+        f"  on a server: write it to a USB stick: dd if={path} of=/dev/sdX bs=4M conv=fsync\n"
+        "  in QEMU (with a blank 16 GiB target disk; -accel kvm -cpu host where VT-x/AMD-V "
+        "works):\n"
+        "    truncate -s 16G disk.img\n"
+        "    qemu-system-x86_64 -machine q35 -m 2048 -smp 2 -accel tcg -cpu max -nographic \\\n"
+        f"      -cdrom {path} -drive file=disk.img,format=raw,if=virtio\n"
+        "  (choose the serial-console entry with -nographic)\n"
+        f"  unattended: appliance prepare-iso {path} --answer answer.toml -o auto.iso"
+    )

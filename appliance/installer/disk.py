@@ -1,0 +1,160 @@
+"""Lay out the target disk: GPT with pyparted, LVM, file systems.
+
+Only the one device the resolved answer selected is ever opened for writing;
+every command here names it (or its partitions, or the volume group made on
+it) explicitly."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import parted  # type: ignore[import-untyped]
+
+from appliance.errors import ApplianceError
+from appliance.installer.layout import BIOS_BOOT, VG_NAME, Layout, MiB
+from appliance.runner import run
+
+SECTOR = 512
+
+
+class DiskError(ApplianceError):
+    """The target disk cannot be prepared."""
+
+    exit_code = 6
+
+
+@dataclass(frozen=True)
+class Volumes:
+    """Device paths of what `prepare` made."""
+
+    disk: str
+    bios: str
+    esp: str
+    pv: str
+    root: str
+    swap: str
+    data_pool: str | None
+    bios_start: int  # bytes
+    bios_length: int
+
+
+def partition_path(disk: str, number: int) -> str:
+    """/dev/sda + 1 -> /dev/sda1; /dev/nvme0n1 + 1 -> /dev/nvme0n1p1."""
+    return f"{disk}p{number}" if disk[-1].isdigit() else f"{disk}{number}"
+
+
+def check_block_device(disk: str) -> None:
+    try:
+        st = os.stat(disk)
+    except OSError as e:
+        raise DiskError(f"{disk}: {e.strerror}") from None
+    if not stat.S_ISBLK(st.st_mode):
+        raise DiskError(f"{disk} is not a block device")
+
+
+def in_use(disk: str) -> list[str]:
+    """Why the disk must not be touched: mounted partitions, swap, holders."""
+    name = os.path.basename(os.path.realpath(disk))
+    reasons = []
+    sys_block = Path("/sys/block") / name
+    parts = [name] + [p.name for p in sys_block.glob(f"{name}*") if (p / "partition").exists()]
+    mounted = {line.split()[0] for line in Path("/proc/mounts").read_text().splitlines()}
+    swaps = {line.split()[0] for line in Path("/proc/swaps").read_text().splitlines()[1:]}
+    for p in parts:
+        dev = f"/dev/{p}"
+        if dev in mounted:
+            reasons.append(f"{dev} is mounted")
+        if dev in swaps:
+            reasons.append(f"{dev} is used as swap")
+        holders = sys_block / p / "holders" if p != name else sys_block / "holders"
+        for h in sorted(holders.glob("*")) if holders.is_dir() else []:
+            reasons.append(f"{dev} is held by {h.name}")
+    return reasons
+
+
+def _settle(paths: list[str], timeout: float = 30) -> None:
+    run(["udevadm", "settle", f"--timeout={int(timeout)}"], what="udevadm settle", check=False)
+    deadline = time.monotonic() + timeout
+    for p in paths:
+        while not os.path.exists(p):
+            if time.monotonic() > deadline:
+                raise DiskError(f"{p} did not appear after partitioning")
+            time.sleep(0.2)
+
+
+def write_gpt(disk: str, layout: Layout) -> tuple[int, int]:
+    """BIOS boot, ESP, LVM partitions with pyparted. Returns the BIOS boot
+    partition's (start, length) in bytes."""
+    dev = parted.getDevice(disk)
+    table = parted.freshDisk(dev, "gpt")
+    start = MiB
+    spans = (("bios", BIOS_BOOT), ("esp", layout.esp), ("lvm", layout.pv))
+    for name, length in spans:
+        geom = parted.Geometry(device=dev, start=start // SECTOR, length=length // SECTOR)
+        part = parted.Partition(disk=table, type=parted.PARTITION_NORMAL, geometry=geom)
+        table.addPartition(partition=part, constraint=parted.Constraint(exactGeom=geom))
+        part.set_name(name)
+        if name == "bios":
+            part.setFlag(parted.PARTITION_BIOS_GRUB)
+        elif name == "esp":
+            part.setFlag(parted.PARTITION_BOOT)
+        else:
+            part.setFlag(parted.PARTITION_LVM)
+        start += length
+    table.commit()
+    return MiB, BIOS_BOOT
+
+
+def prepare(disk: str, layout: Layout, filesystem: str) -> Volumes:
+    """Wipe `disk`, partition it, make the LVM volumes and file systems."""
+    check_block_device(disk)
+    busy = in_use(disk)
+    if busy:
+        raise DiskError(f"{disk} is in use, not touching it: {'; '.join(busy)}")
+    if Path(f"/dev/{VG_NAME}").exists():
+        raise DiskError(f"a volume group named {VG_NAME!r} is already active on this machine "
+                        "(another disk with an earlier install?); it is not on the target disk, "
+                        "so the installer will not remove it: detach that disk or rename the VG")
+    run(["wipefs", "--all", "--force", disk], what=f"wipefs {disk}")
+    bios_start, bios_len = write_gpt(disk, layout)
+    bios, esp, pv = (partition_path(disk, n) for n in (1, 2, 3))
+    _settle([bios, esp, pv])
+    for p in (esp, pv):
+        run(["wipefs", "--all", "--force", p], what=f"wipefs {p}")
+    run(["pvcreate", "-ff", "-y", pv], what="pvcreate")
+    run(["vgcreate", VG_NAME, pv], what="vgcreate")
+    lv = f"/dev/{VG_NAME}"
+    run(["lvcreate", "-y", "-W", "y", "-L", f"{layout.swap}b", "-n", "swap", VG_NAME],
+        what="lvcreate swap")
+    run(["lvcreate", "-y", "-W", "y", "-L", f"{layout.root}b", "-n", "root", VG_NAME],
+        what="lvcreate root")
+    pool = None
+    if layout.data:
+        # A thin pool for guest disks; its metadata takes a slice of it.
+        run(["lvcreate", "-y", "--type", "thin-pool", "-L", f"{layout.data}b", "-n", "data",
+             VG_NAME], what="lvcreate data (thin pool)")
+        pool = f"{VG_NAME}/data"
+    _settle([f"{lv}/root", f"{lv}/swap"])
+    run(["mkfs.vfat", "-F", "32", "-n", "EFI", esp], what="mkfs.vfat (ESP)")
+    run(["mkswap", "-L", "swap", f"{lv}/swap"], what="mkswap")
+    if filesystem == "xfs":
+        run(["mkfs.xfs", "-f", "-L", "root", f"{lv}/root"], what="mkfs.xfs")
+    else:
+        run(["mkfs.ext4", "-q", "-F", "-L", "root", f"{lv}/root"], what="mkfs.ext4")
+    return Volumes(disk, bios, esp, pv, f"{lv}/root", f"{lv}/swap", pool, bios_start, bios_len)
+
+
+def fs_uuid(device: str) -> str:
+    out = run(["blkid", "-s", "UUID", "-o", "value", device], what="blkid", capture=True)
+    uuid = out.stdout.decode().strip()
+    if not uuid:
+        raise DiskError(f"{device} has no file system UUID")
+    return uuid
+
+
+def deactivate() -> None:
+    run(["vgchange", "-an", VG_NAME], what="vgchange -an", check=False)

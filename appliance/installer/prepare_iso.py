@@ -1,0 +1,79 @@
+"""`appliance prepare-iso`: make an installer ISO unattended, without
+rebuilding it. xorriso re-packs the ISO (boot records replayed as they were)
+with /appliance/auto-install.toml saying where the answer comes from, and the
+answer itself at /appliance/answer.toml when it travels on the ISO. GRUB on
+the ISO boots the install entry at once when auto-install.toml is there."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import tomli_w
+
+from appliance.errors import ApplianceError
+from appliance.installer.source import MODES, normalize_fingerprint
+from appliance.runner import require_tools, run
+
+
+class PrepareError(ApplianceError):
+    exit_code = 6
+
+
+def validate_answer(answer: Path) -> None:
+    """Parse and validate the answer offline (errors name the file and key)."""
+    from appliance.answer import load_answer
+
+    load_answer(answer)
+
+
+def prepare(iso: Path, out: Path, fetch_from: str, answer: Path | None = None,
+            url: str | None = None, fingerprint: str | None = None) -> Path:
+    if fetch_from not in MODES:
+        raise PrepareError(f"--fetch-from {fetch_from}: expected one of {', '.join(MODES)}")
+    if not iso.is_file():
+        raise PrepareError(f"{iso}: no such ISO")
+    with open(iso, "rb") as f:
+        f.seek(0x8001)
+        if f.read(5) != b"CD001":
+            raise PrepareError(f"{iso}: not an ISO 9660 image")
+    if fetch_from == "iso":
+        if answer is None:
+            raise PrepareError("--fetch-from iso needs --answer FILE (it goes onto the ISO)")
+        validate_answer(answer)
+    elif answer is not None:
+        validate_answer(answer)  # checked, but it is fetched at install time, not embedded
+    if fetch_from == "http":
+        if not url or not url.startswith(("http://", "https://")):
+            raise PrepareError("--fetch-from http needs --url http(s)://...")
+    elif url:
+        raise PrepareError("--url is only for --fetch-from http")
+    config: dict[str, str] = {"fetch-from": fetch_from}
+    if url:
+        config["url"] = url
+    if fingerprint:
+        if not (url or "").startswith("https://"):
+            raise PrepareError("--cert-fingerprint needs an https:// --url")
+        config["cert-fingerprint"] = normalize_fingerprint(fingerprint, "--cert-fingerprint")
+    if out.resolve() == iso.resolve():
+        raise PrepareError("-o must name a new file, not the input ISO")
+    require_tools("xorriso", why="to re-pack the ISO")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    partial.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        auto = Path(tmp, "auto-install.toml")
+        auto.write_text("# written by appliance prepare-iso\n" + tomli_w.dumps(config))
+        maps = ["-map", str(auto), "/appliance/auto-install.toml"]
+        if fetch_from == "iso" and answer is not None:
+            maps += ["-map", str(answer), "/appliance/answer.toml"]
+        try:
+            run(["xorriso", "-indev", str(iso), "-outdev", str(partial),
+                 "-boot_image", "any", "replay", *maps, "-end"],
+                what="xorriso (re-packing the ISO)", capture=True)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    os.replace(partial, out)
+    return out

@@ -1,0 +1,151 @@
+"""The install, in order: answer -> hardware verdict -> plan -> disk ->
+copy -> configure -> boot loader -> done. Console progress, a full log
+(copied to the target's /var/log/appliance-install.log), and on failure a
+clear message, the log's tail, and what the answer says to do next.
+
+Console markers (read by the tests and by anyone watching a serial console):
+    APPLIANCE-INSTALL: OK
+    APPLIANCE-INSTALL: FAILED: <reason>
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from appliance.errors import ApplianceError
+from appliance.installer import bootloader, disk, layout, target
+from appliance.installer.plan import Plan
+from appliance.runner import run
+
+log = logging.getLogger("appliance.install")
+
+SQUASHFS = Path("/run/live/medium/live/filesystem.squashfs")
+TARGET = Path("/target")
+RUN_LOG = Path("/run/appliance-install.log")
+TARGET_LOG = "var/log/appliance-install.log"
+OK_MARKER = "APPLIANCE-INSTALL: OK"
+FAIL_MARKER = "APPLIANCE-INSTALL: FAILED"
+
+
+class InstallError(ApplianceError):
+    """The install stopped."""
+
+    exit_code = 6
+
+
+@dataclass
+class Console:
+    """Progress for people: one line per step, percentages for the copy."""
+
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    started: float = field(default_factory=time.monotonic)
+
+    def say(self, text: str) -> None:
+        line = f"[{time.monotonic() - self.started:6.1f}s] {text}"
+        print(line, file=self.out, flush=True)
+        log.info("%s", text)
+
+
+def memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def disk_bytes(dev: str) -> int:
+    name = os.path.basename(os.path.realpath(dev))
+    return int(Path(f"/sys/class/block/{name}/size").read_text()) * 512
+
+
+@contextlib.contextmanager
+def mounted(device: str, where: Path, options: str | None = None) -> Iterator[Path]:
+    where.mkdir(parents=True, exist_ok=True)
+    run(["mount", *(["-o", options] if options else []), device, where], what=f"mount {device}")
+    try:
+        yield where
+    finally:
+        run(["umount", "-R", where], what=f"umount {where}", check=False)
+
+
+def copy_system(squashfs: Path, dest: Path, progress: Callable[[int], None]) -> None:
+    """unsquashfs the live system onto the target, reporting percent done."""
+    proc = subprocess.Popen(
+        ["unsquashfs", "-f", "-percentage", "-d", str(dest), str(squashfs)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    last, tail = -1, list[str]()
+    for line in proc.stdout:
+        tail = [*tail, line.rstrip()][-20:]
+        word = line.strip()
+        if word.isdigit() and int(word) // 10 > last // 10:
+            last = int(word)
+            progress(last)
+    if proc.wait() != 0:
+        raise InstallError("copying the system failed (unsquashfs):\n" + "\n".join(tail))
+
+
+def install(plan: Plan, console: Console, squashfs: Path = SQUASHFS,
+            target_dir: Path = TARGET) -> None:
+    """Write the system to plan.disk. Raises InstallError (or ApplianceError)."""
+    if not squashfs.is_file():
+        raise InstallError(f"{squashfs} not found: `appliance install` runs on the live "
+                           "installer system, which carries the system to install")
+    steps = 6
+    console.say(f"[1/{steps}] partitioning {plan.disk}: {plan.layout.describe()}")
+    vols = disk.prepare(plan.disk, plan.layout, plan.filesystem)
+    try:
+        root_uuid = disk.fs_uuid(vols.root)
+        with mounted(vols.root, target_dir) as tgt:
+            efi = tgt / "boot/efi"
+            with mounted(vols.esp, efi, "umask=0077"):
+                console.say(f"[2/{steps}] copying the system from {squashfs.name}")
+                copy_system(squashfs, tgt,
+                            lambda pct: console.say(f"      copying the system: {pct}%"))
+                console.say(f"[3/{steps}] configuring {plan.fqdn}")
+                target.configure(tgt, plan, root_uuid, disk.fs_uuid(vols.esp),
+                                 disk.fs_uuid(vols.swap))
+                console.say(f"[4/{steps}] removing live-only packages, new initramfs")
+                target.finish(tgt)
+                console.say(f"[5/{steps}] boot loader (BIOS and UEFI) on {plan.disk}")
+                bootloader.install(tgt, vols, root_uuid)
+                console.say(f"[6/{steps}] saving the install log")
+                save_log(tgt)
+                run(["sync"], what="sync")
+    finally:
+        disk.deactivate()
+
+
+def save_log(root: Path) -> None:
+    if RUN_LOG.exists():
+        dest = root / TARGET_LOG
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(RUN_LOG, dest)
+        dest.chmod(0o600)
+
+
+def start_log() -> logging.Handler:
+    handler = logging.FileHandler(RUN_LOG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.DEBUG)
+    return handler
+
+
+def make_plan(disk_path: str, model: str, filesystem: str, sizes: layout.Sizes,
+              disk_size: int | None = None, **settings: object) -> Plan:
+    size = disk_size if disk_size is not None else disk_bytes(disk_path)
+    lay = layout.plan(size, memory_bytes(), sizes)
+    return Plan(disk=disk_path, disk_model=model, layout=lay, filesystem=filesystem,
+                **settings)  # type: ignore[arg-type]

@@ -1,0 +1,168 @@
+"""Unattended installs of the installer ISO in QEMU TCG, each answer delivered
+another way; then the installed disk boots on its own.
+
+Every guest NIC is QEMU user networking with restrict=on: nothing leaves this
+machine (the HTTP answer server listens on 127.0.0.1 and is reached only
+through a guestfwd)."""
+
+from __future__ import annotations
+
+import http.server
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from appliance.boot import harness
+from appliance.boot.install_run import Disk, run_installer
+from appliance.installer.prepare_iso import prepare
+
+from .conftest import SSH_KEY, GiB, answer, blank_disk, file_hash
+from .lvm_offline import mounted_lv
+
+pytestmark = pytest.mark.e2e
+
+MAC = "52:54:00:12:34:56"
+FACTS = re.compile(r"APPLIANCE-BOOT-FACTS hostname=(\S+) ipv4=(\S+)")
+
+
+def facts(serial_log: str) -> tuple[str, str]:
+    m = FACTS.search(Path(serial_log).read_text(errors="replace"))
+    assert m, "no boot facts line on the console"
+    return m.group(1), m.group(2)
+
+
+def show(run_text: str, lines: int = 40) -> str:
+    return "\n".join(run_text.splitlines()[-lines:])
+
+
+def test_uefi_install_selects_second_disk_by_serial_and_boots(
+        installer_iso: Path, tmp_path: Path, root_hash: str) -> None:
+    decoy = blank_disk(tmp_path / "decoy.img", 8 * GiB)
+    with open(decoy, "r+b") as f:  # something worth protecting on the first disk
+        f.write(b"DECOY-DATA" * 1000)
+    target = blank_disk(tmp_path / "target.img", 12 * GiB)
+    before = file_hash(decoy)
+    ans = answer(tmp_path, 'filter.ID_SERIAL = "*TARGET*"', root_hash=root_hash)
+    iso = prepare(installer_iso, tmp_path / "auto.iso", "iso", ans)
+
+    run = run_installer(iso, [Disk(decoy, "DECOY0001"), Disk(target, "TARGET0002")],
+                        firmware="uefi", nic="", workdir=tmp_path)
+    print(f"install (UEFI, answer on the ISO): {run.seconds}s")
+    assert run.ok, f"{run.failure}\n{show(run.text())}"
+    assert run.exited, "the installer did not power off (reboot-mode = power-off)"
+    assert file_hash(decoy) == before, "the disk the answer did not select was written"
+
+    with mounted_lv(target) as root:
+        assert (root / "etc/hostname").read_text() == "pve-e2e\n"
+        shadow_root = (root / "etc/shadow").read_text().splitlines()[0]
+        assert shadow_root.split(":")[1] == root_hash
+        assert (root / "root/.ssh/authorized_keys").read_text() == SSH_KEY + "\n"
+        assert (root / "var/log/appliance-install.log").stat().st_size > 0
+        assert not list((root / "var/lib/dpkg/info").glob("live-boot*.list")), \
+            "live-boot is still installed"
+        assert (root / "etc/localtime").readlink() == Path("/usr/share/zoneinfo/Europe/Vienna")
+
+    booted = harness.boot_test(target, firmware="uefi", medium="disk", timeout=600,
+                               nic_mac=MAC)
+    print(f"installed system (UEFI) to boot-check: {booted.seconds}s")
+    assert booted.ok, booted.summary() + "\n" + booted.log_tail
+    assert facts(booted.serial_log)[0] == "pve-e2e"
+
+
+def ais_partition(tmp: Path, answer_file: Path) -> Path:
+    """A small disk with a FAT file system labelled APPLIANCE-AIS holding answer.toml."""
+    img = blank_disk(tmp / "ais.img", 64 << 20)
+    subprocess.run(["mkfs.vfat", "-n", "APPLIANCE-AIS", str(img)], check=True,
+                   capture_output=True)
+    subprocess.run(["mcopy", "-i", str(img), str(answer_file), "::/answer.toml"], check=True)
+    return img
+
+
+def test_bios_install_answer_from_partition_static_network(
+        installer_iso: Path, tmp_path: Path, root_hash: str) -> None:
+    target = blank_disk(tmp_path / "target.img", 10 * GiB)
+    net = ('source = "from-answer"\ncidr = "10.0.2.77/24"\ngateway = "10.0.2.2"\n'
+           'dns = "10.0.2.3"\nfilter.ID_NET_NAME_MAC = "*525400123456"')
+    ans = answer(tmp_path, 'filter.ID_SERIAL = "SRV-ROOT-*"', network=net,
+                 root_hash=root_hash, fqdn="pve-static.example.test")
+    ais = ais_partition(tmp_path, ans)
+    iso = prepare(installer_iso, tmp_path / "auto.iso", "partition")
+
+    run = run_installer(iso, [Disk(ais, "ANSWERS"), Disk(target, "SRV-ROOT-1")],
+                        firmware="bios", nic="", workdir=tmp_path)
+    print(f"install (BIOS, answer from APPLIANCE-AIS): {run.seconds}s")
+    assert run.ok, f"{run.failure}\n{show(run.text())}"
+
+    booted = harness.boot_test(target, firmware="bios", medium="disk", timeout=600,
+                               nic_mac=MAC)
+    print(f"installed system (BIOS) to boot-check: {booted.seconds}s")
+    assert booted.ok, booted.summary() + "\n" + booted.log_tail
+    hostname, ipv4 = facts(booted.serial_log)
+    assert hostname == "pve-static"
+    assert "vmbr0=10.0.2.77/24" in ipv4.split(","), ipv4
+
+
+class AnswerServer(http.server.BaseHTTPRequestHandler):
+    answer = b""
+    posted: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        AnswerServer.posted.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/toml")
+        self.end_headers()
+        self.wfile.write(AnswerServer.answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def answer_server() -> Iterator[int]:
+    srv = http.server.HTTPServer(("127.0.0.1", 0), AnswerServer)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+
+
+def test_install_with_answer_over_http_through_guestfwd_only(
+        installer_iso: Path, tmp_path: Path, root_hash: str, answer_server: int) -> None:
+    target = blank_disk(tmp_path / "target.img", 8 * GiB)
+    AnswerServer.answer = answer(tmp_path, 'disk-list = ["vda"]', root_hash=root_hash,
+                                 fqdn="pve-http.example.test").read_bytes()
+    iso = prepare(installer_iso, tmp_path / "auto.iso", "http",
+                  url="http://10.0.2.100/answer")
+    fwd = f",guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:{answer_server}"
+    run = run_installer(iso, [Disk(target, "HTTPDISK")], firmware="bios", nic=fwd,
+                        workdir=tmp_path)
+    print(f"install (answer over HTTP): {run.seconds}s")
+    assert run.ok, f"{run.failure}\n{show(run.text())}"
+    assert AnswerServer.posted, "the installer did not POST to the answer server"
+    assert MAC.encode() in AnswerServer.posted[0]
+    with mounted_lv(target) as root:
+        assert (root / "etc/hostname").read_text() == "pve-http\n"
+
+
+def test_filter_matching_nothing_stops_before_touching_any_disk(
+        installer_iso: Path, tmp_path: Path, root_hash: str) -> None:
+    a = blank_disk(tmp_path / "a.img", 8 * GiB)
+    b = blank_disk(tmp_path / "b.img", 8 * GiB)
+    with open(a, "r+b") as f:
+        f.write(b"KEEP" * 4096)
+    before = (file_hash(a), file_hash(b))
+    ans = answer(tmp_path, 'filter.ID_SERIAL = "NO-SUCH-DISK*"', root_hash=root_hash)
+    iso = prepare(installer_iso, tmp_path / "auto.iso", "iso", ans)
+    run = run_installer(iso, [Disk(a, "DISK-A"), Disk(b, "DISK-B")], firmware="bios",
+                        nic="", workdir=tmp_path, timeout=900)
+    print(f"failed install reported after {run.seconds}s")
+    assert not run.ok
+    assert run.failure and "NO-SUCH-DISK" in run.failure, run.failure
+    text = run.text()
+    assert "DISK-A" in text and "DISK-B" in text, "the candidates are not listed"
+    assert (file_hash(a), file_hash(b)) == before

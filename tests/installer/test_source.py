@@ -1,0 +1,126 @@
+"""Where the answer comes from: kernel command line, ISO, HTTP(S) with a
+pinned certificate (a real TLS server on loopback)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from appliance.installer import source
+from appliance.installer.source import Fetch, SourceError
+
+FP = "ab" * 32
+
+
+def test_cmdline_url_and_fingerprint(tmp_path: Path) -> None:
+    how = source.decide("quiet appliance.install appliance.answer=https://10.0.2.100/a "
+                        f"appliance.answer-fingerprint={':'.join(['AB'] * 32)}", tmp_path)
+    assert how == Fetch("http", "https://10.0.2.100/a", FP, "kernel command line")
+
+
+def test_cmdline_mode_wins_over_the_medium(tmp_path: Path) -> None:
+    (tmp_path / "appliance").mkdir()
+    (tmp_path / "appliance/auto-install.toml").write_text('fetch-from = "iso"\n')
+    assert source.decide("appliance.answer=partition", tmp_path).mode == "partition"
+    assert source.decide("appliance.install", tmp_path).mode == "iso"
+
+
+def test_no_answer_means_interactive(tmp_path: Path) -> None:
+    assert source.decide("appliance.install", tmp_path).mode is None
+
+
+@pytest.mark.parametrize(("cmdline", "message"), [
+    ("appliance.answer=floppy", "expected one of iso, partition, http"),
+    ("appliance.answer=http", "needs the URL itself"),
+    ("appliance.answer=iso appliance.answer-fingerprint=xyz", "not a SHA-256 fingerprint"),
+])
+def test_bad_cmdline_is_named(tmp_path: Path, cmdline: str, message: str) -> None:
+    with pytest.raises(SourceError, match=message):
+        source.decide(cmdline, tmp_path)
+
+
+def test_bad_auto_install_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "appliance").mkdir()
+    auto = tmp_path / "appliance/auto-install.toml"
+    auto.write_text('fetch-from = "http"\n')
+    with pytest.raises(SourceError, match=r"auto-install.toml: url: .* needs an http\(s\) URL"):
+        source.decide("", tmp_path)
+
+
+def test_iso_answer_missing_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no answer on the installer medium"):
+        source.from_iso(tmp_path)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    posted: ClassVar[list[Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Handler.posted.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"[global]\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    d = tmp_path_factory.mktemp("tls")
+    key, cert = d / "key.pem", d / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=answers", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"https://127.0.0.1:{srv.server_address[1]}/answer", hashlib.sha256(der).hexdigest()
+    srv.shutdown()
+
+
+def test_https_with_the_pinned_fingerprint_posts_identity(tls_server: tuple[str, str]) -> None:
+    url, fp = tls_server
+    ident = {"network_interfaces": [{"name": "eth0", "mac": "52:54:00:12:34:56"}], "dmi": {}}
+    data, origin = source.from_http(url, fp, ident)
+    assert data == b"[global]\n" and origin == url
+    assert Handler.posted[-1] == ident
+
+
+def test_https_with_another_fingerprint_is_refused(tls_server: tuple[str, str]) -> None:
+    url, _ = tls_server
+    with pytest.raises(SourceError, match="refusing its answer"):
+        source.from_http(url, FP, {}, attempts=1)
+
+
+def test_https_self_signed_without_a_pin_is_refused(tls_server: tuple[str, str]) -> None:
+    url, _ = tls_server
+    with pytest.raises(SourceError, match="cannot fetch the answer"):
+        source.from_http(url, None, {}, attempts=1, timeout=5)
+
+
+def test_machine_identity_lists_physical_nics_and_dmi(tmp_path: Path) -> None:
+    net = tmp_path / "class/net"
+    (net / "eth0/device").mkdir(parents=True)
+    (net / "eth0/address").write_text("52:54:00:12:34:56\n")
+    (net / "lo").mkdir()
+    dmi = tmp_path / "class/dmi/id"
+    dmi.mkdir(parents=True)
+    (dmi / "product_serial").write_text("SRV-42\n")
+    ident = source.machine_identity(tmp_path)
+    assert ident == {"network_interfaces": [{"name": "eth0", "mac": "52:54:00:12:34:56"}],
+                     "dmi": {"product_serial": "SRV-42"}}
