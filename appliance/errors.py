@@ -35,6 +35,14 @@ class HardwareError(ApplianceError):
     exit_code = 5
 
 
+class AnswerError(ApplianceError):
+    """An installer answer file is malformed, or cannot be applied to this
+    machine (a filter matching no disk, too few disks for the RAID level...).
+    The message names the file, the key (dotted path) and the reason."""
+
+    exit_code = 6
+
+
 class BootError(ApplianceError):
     """An image did not boot well in `appliance boot-test` (or could not be booted)."""
 
