@@ -59,7 +59,8 @@ def test_toml_syntax_error_has_the_line() -> None:
 def test_snake_case_aliases_are_accepted() -> None:
     text = answer_text(global__root_password=UNSET, disk_setup__disk_list=UNSET)
     text = text.replace("[global]", "[global]\nroot_password = \"correct horse\"")
-    text = text.replace("[disk-setup]", "[disk-setup]\ndisk_list = [\"sda\"]\nfilter_match = \"all\"")
+    text = text.replace("[disk-setup]",
+                        "[disk-setup]\ndisk_list = [\"sda\"]\nfilter_match = \"all\"")
     a = parse_answer(text)
     assert a.global_.root_password == "correct horse"
     assert a.disk_setup.disk_list == ("sda",) and a.disk_setup.filter_match == "all"
