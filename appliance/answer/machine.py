@@ -25,7 +25,8 @@ from appliance.errors import AnswerError, ToolError
 
 @dataclass(frozen=True)
 class MachineDisk:
-    """index: key in the udev data; size_bytes None when the data has no size."""
+    """index: key in the udev data; size_bytes None when the data has no size;
+    in_use: why the disk is busy now (mounted, RAID/LVM member, swap), or None."""
 
     index: str
     devnode: str
@@ -33,6 +34,7 @@ class MachineDisk:
     model: str | None
     logical_block_size: int
     properties: Mapping[str, str] = field(repr=False, default_factory=dict)
+    in_use: str | None = None
 
     @property
     def name(self) -> str:
@@ -207,7 +209,7 @@ def this_machine(recorded: str | None = None) -> Machine:
     assert inv is not None  # detect() lists the inventory unless told not to
     disks = tuple(
         MachineDisk(str(i), d.devnode, d.size_bytes, d.model, d.logical_block_size,
-                    dict(d.properties))
+                    dict(d.properties), _in_use(d.mountpoints, d.holders, d.swap))
         for i, d in enumerate(inv.install_targets)
     )
     live = _live_network() if recorded is None else {}
@@ -234,6 +236,13 @@ def this_machine(recorded: str | None = None) -> Machine:
         boot_type="efi" if Path("/sys/firmware/efi").is_dir() and recorded is None else None,
         description=f"recorded machine {recorded}" if recorded else "this machine",
     )
+
+
+def _in_use(mountpoints: list[str], holders: list[str], swap: bool) -> str | None:
+    why = [f"mounted at {', '.join(mountpoints)}"] if mountpoints else []
+    why += [f"member of {', '.join(holders)}"] if holders else []
+    why += ["swap"] if swap else []
+    return "; ".join(why) or None
 
 
 def _live_network() -> dict[str, Any]:

@@ -71,6 +71,11 @@ def resolve(answer: Answer, machine: Machine) -> InstallPlan:
     hostname, domain = _fqdn(answer, machine)
     network = _network(answer, machine, warnings)
     storage = _storage(answer, machine)
+    by_node = {d.devnode: d for d in machine.disks}
+    for d in storage.disks:
+        busy = by_node[d.devnode].in_use
+        if busy:
+            warnings.append(f"{d.devnode} is in use ({busy}): installing wipes it")
     if not storage.installer_supported:
         warnings.append(f"{storage.label}: resolved, but the installer cannot lay down "
                         f"{storage.filesystem} yet and will refuse to install")
