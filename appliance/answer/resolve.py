@@ -67,7 +67,7 @@ def resolve(answer: Answer, machine: Machine) -> InstallPlan:
         why = (machine.hvm_verdict or "no usable VT-x/AMD-V") if machine.hvm_supported is False \
             else f"cannot tell whether {machine.description} has VT-x/AMD-V"
         raise _err(answer, "global.require-hardware-virtualization",
-                   f"this machine cannot host hardware-accelerated VMs: {why}")
+                   f"{machine.description} cannot host hardware-accelerated VMs: {why}")
     hostname, domain = _fqdn(answer, machine)
     network = _network(answer, machine, warnings)
     storage = _storage(answer, machine)
