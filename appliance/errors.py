@@ -35,6 +35,30 @@ class HardwareError(ApplianceError):
     exit_code = 5
 
 
+class AnswerError(ApplianceError):
+    """An installer answer file is malformed, or cannot be applied to this
+    machine (a filter matching no disk, too few disks for the RAID level...).
+    The message names the file, the key (dotted path) and the reason;
+    `file`, `line`, `key` and `reason` hold them for programs."""
+
+    exit_code = 6
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
+        self.key = key
+        self.reason = reason if reason is not None else message
+
+
 class BootError(ApplianceError):
     """An image did not boot well in `appliance boot-test` (or could not be booted)."""
 
