@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from appliance.answer.parse import MIN_DISK_GIB
 from appliance.errors import ApplianceError
 
 MiB = 1 << 20
@@ -18,9 +19,9 @@ GiB = 1 << 30
 BIOS_BOOT = 1 * MiB
 ESP_SMALL, ESP_LARGE = 512 * MiB, 1 * GiB
 LARGE_DISK = 100 * GiB
-# The smallest disk we install on: the system needs about 1.5 GiB, plus swap
-# and room to update it.
-MIN_DISK = 4 * GiB
+# The smallest disk we install on (the answer resolver's minimum too): the
+# system needs about 1.5 GiB, plus swap and room to update it.
+MIN_DISK = int(MIN_DISK_GIB * GiB)
 MIN_ROOT = 2 * GiB
 # A data volume (thin pool for guest disks) below this is not worth having:
 # its space goes to root instead.

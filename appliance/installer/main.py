@@ -5,6 +5,7 @@ and afterwards the machine reboots or powers off as the answer says."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import os
@@ -44,7 +45,9 @@ def detect_report() -> Report:
 
 def resolve_answer(answer_file: Path, recorded: str | None = None) -> InstallPlan:
     """Parse, validate and resolve an answer against this (or a recorded) machine."""
-    from appliance.answer import load_answer, machine, resolve
+    from appliance.answer import machine
+    from appliance.answer.parse import load_answer
+    from appliance.answer.resolve import resolve
 
     answer = load_answer(answer_file)
     return resolve(answer, machine.this_machine(recorded))
@@ -115,6 +118,9 @@ def boot(console: Console | None = None) -> int:
         up = source.bring_up_network(timeout=20)
         console.say(f"network: DHCP lease on {', '.join(up)}" if up
                     else "network: no DHCP lease (no NIC, or no DHCP server)")
+        for argv in (["ip", "-4", "-br", "addr"], ["ip", "-4", "route"]):
+            shown = subprocess.run(argv, capture_output=True, text=True, check=False)
+            console.say(f"  $ {' '.join(argv)}\n{shown.stdout.rstrip()}")
         if how.mode is None:
             answer_file = interactive(console)
             origin = "interactive"
@@ -141,6 +147,9 @@ def boot(console: Console | None = None) -> int:
 
 
 def fail(console: Console, reason: str, plan: Plan | None) -> None:
+    with contextlib.suppress(OSError):
+        tail = RUN_LOG.read_text(errors="replace").splitlines()[-25:]
+        console.say("the install log ends with:\n" + "\n".join(f"  | {t}" for t in tail))
     console.say(f"{FAIL_MARKER}: {reason}")
     console.say(f"the full log is {RUN_LOG}; nothing else was written unless a step above "
                 "says so")

@@ -23,7 +23,7 @@ class PrepareError(ApplianceError):
 
 def validate_answer(answer: Path) -> None:
     """Parse and validate the answer offline (errors name the file and key)."""
-    from appliance.answer import load_answer
+    from appliance.answer.parse import load_answer
 
     load_answer(answer)
 

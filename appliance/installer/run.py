@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,20 +80,24 @@ def mounted(device: str, where: Path, options: str | None = None) -> Iterator[Pa
 
 
 def copy_system(squashfs: Path, dest: Path, progress: Callable[[int], None]) -> None:
-    """unsquashfs the live system onto the target, reporting percent done."""
-    proc = subprocess.Popen(
-        ["unsquashfs", "-f", "-percentage", "-d", str(dest), str(squashfs)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """unsquashfs the live system onto the target, reporting percent done
+    (files extracted of the inodes the squashfs holds)."""
+    info = run(["unsquashfs", "-s", squashfs], what="unsquashfs -s", capture=True)
+    m = re.search(r"Number of inodes (\d+)", info.stdout.decode(errors="replace"))
+    total = int(m.group(1)) if m else 0
+    proc = subprocess.Popen(["unsquashfs", "-f", "-i", "-d", str(dest), str(squashfs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
-    last, tail = -1, list[str]()
-    for line in proc.stdout:
+    last, tail = 0, list[str]()
+    for done, line in enumerate(proc.stdout, 1):
         tail = [*tail, line.rstrip()][-20:]
-        word = line.strip()
-        if word.isdigit() and int(word) // 10 > last // 10:
-            last = int(word)
-            progress(last)
+        pct = min(99, done * 100 // total) if total else 0
+        if pct // 10 > last // 10:
+            last = pct
+            progress(pct)
     if proc.wait() != 0:
         raise InstallError("copying the system failed (unsquashfs):\n" + "\n".join(tail))
+    progress(100)
 
 
 def install(plan: Plan, console: Console, squashfs: Path = SQUASHFS,

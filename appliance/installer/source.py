@@ -171,19 +171,30 @@ def machine_identity(sysfs: Path = Path("/sys")) -> dict[str, Any]:
     return {"network_interfaces": nics, "dmi": dmi}
 
 
+def _has_ipv4(nic: str) -> bool:
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", nic, "scope", "global"],
+                         capture_output=True, text=True, check=False)
+    return bool(out.stdout.strip())
+
+
 def bring_up_network(sysfs: Path = Path("/sys"), timeout: int = 30) -> list[str]:
-    """DHCP on every physical NIC (the live system configures none)."""
-    up = []
-    for dev in sorted((sysfs / "class/net").glob("*")):
-        if not (dev / "device").exists():
-            continue
-        run(["ip", "link", "set", dev.name, "up"], what="ip link", check=False)
-        proc = subprocess.run(["timeout", str(timeout), "dhclient", "-1", "-4", dev.name],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-        if proc.returncode == 0:
-            up.append(dev.name)
+    """An IPv4 lease on every physical NIC that gets one. live-boot may have
+    told ifupdown to run DHCP on the NIC already (ifup@.service): then this
+    waits for that lease instead of racing it."""
+    nics = [d.name for d in sorted((sysfs / "class/net").glob("*")) if (d / "device").exists()]
+    for nic in nics:
+        run(["ip", "link", "set", nic, "up"], what="ip link", check=False)
+        if not _has_ipv4(nic):
+            subprocess.run(["timeout", str(timeout), "dhclient", "-1", "-4", nic],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    up, deadline = [], time.monotonic() + timeout
+    for nic in nics:
+        while not _has_ipv4(nic) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if _has_ipv4(nic):
+            up.append(nic)
         else:
-            log.info("no DHCP lease on %s", dev.name)
+            log.info("no DHCP lease on %s", nic)
     return up
 
 

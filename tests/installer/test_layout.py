@@ -42,7 +42,7 @@ def test_answer_sizes_win() -> None:
 
 
 def test_disk_below_minimum_is_refused() -> None:
-    with pytest.raises(LayoutError, match="needs at least 4 GiB"):
+    with pytest.raises(LayoutError, match="needs at least 8 GiB"):
         plan(3 * GiB, MEM)
 
 
