@@ -174,7 +174,11 @@ class WebhookSection:
 
 @dataclass(frozen=True)
 class Answer:
-    """A parsed, validated answer file (see appliance.answer.keys for every key)."""
+    """A parsed, validated answer file (see appliance.answer.keys for every key).
+
+    source: the file's path (or a name for text parsed directly); text: its
+    content, kept to point errors found later (at resolve time) at a line.
+    """
 
     source: str
     global_: GlobalSection
@@ -182,6 +186,7 @@ class Answer:
     disk_setup: DiskSetupSection
     first_boot: FirstBootSection | None = None
     webhook: WebhookSection | None = None
+    text: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def require_hw_virt(self) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from appliance import runner
 from appliance.answer.machine import Machine, MachineDisk, MachineNic
@@ -50,13 +49,8 @@ SHOWN_NIC_PROPS = ("ID_NET_NAME", "ID_NET_NAME_MAC", "ID_NET_NAME_PATH", "ID_NET
 
 
 def _err(answer: Answer, key: str, reason: str) -> AnswerError:
-    """An AnswerError at `key` of the answer file (with its line when the file
-    can still be read)."""
-    try:
-        text: str | None = Path(answer.source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        text = None
-    return error(answer.source, text, key, reason)
+    """An AnswerError at `key` of the answer file (with its line)."""
+    return error(answer.source, answer.text, key, reason)
 
 
 def resolve(answer: Answer, machine: Machine) -> InstallPlan:
@@ -268,6 +262,9 @@ def _storage(answer: Answer, machine: Machine) -> PlanStorage:
         if d.size_bytes is None:
             raise _err(answer, "disk-setup", f"the size of {d.devnode} is unknown (udev data "
                        "carries no sizes: give run-env info, e.g. --info-json)")
+        if machine.boot_type == "bios" and d.logical_block_size == 4096:
+            raise _err(answer, "disk-setup", f"{d.devnode} has 4096-byte sectors (4Kn): it "
+                       "cannot boot in legacy BIOS mode (boot the installer with UEFI)")
         if d.size_bytes / 2**30 < MIN_DISK_GIB:
             raise _err(answer, "disk-setup", f"{d.devnode} ({_gib(d)}) is smaller than the "
                        f"minimum of {MIN_DISK_GIB:g} GiB")

@@ -251,3 +251,38 @@ def test_info_disk_with_a_stale_index_finds_its_udev_data_by_devname(tmp_path: P
     path.write_text(json.dumps(info))
     m = Machine.from_files(DATA / "lab-udev.json", path)
     assert m.disks[0].properties["ID_SERIAL_SHORT"] == "ZC11EFGH"
+
+
+def test_resolve_errors_point_at_the_line_too(write_answer: Any, lab: Machine) -> None:
+    err = refused(write_answer, lab, disk_setup__disk_list=["sdz"])
+    text = Path(err.file or "").read_text()
+    assert err.line == next(i for i, t in enumerate(text.splitlines(), 1) if "sdz" in t)
+    assert str(err).startswith(f"{err.file}:{err.line}: disk-setup.disk-list[0]: ")
+
+
+def test_4kn_disk_cannot_boot_in_bios_mode(write_answer: Any, lab: Machine) -> None:
+    disks = tuple(dataclasses.replace(d, logical_block_size=4096) for d in lab.disks)
+    uefi = dataclasses.replace(lab, disks=disks, boot_type="efi")
+    assert plan_for(write_answer, uefi).disks[0].logical_block_size == 4096
+    err = refused(write_answer, dataclasses.replace(uefi, boot_type="bios"))
+    assert "4Kn" in err.reason and "/dev/sda" in err.reason
+
+
+def test_dhcp_host_name_and_domain_come_from_lease_files(tmp_path: Path) -> None:
+    from appliance.answer.machine import read_dhcp_leases
+
+    netd = tmp_path / "run/systemd/netif/leases"
+    netd.mkdir(parents=True)
+    (netd / "2").write_text("# private\nADDRESS=192.0.2.10\nHOSTNAME=lab1\n"
+                            "DOMAINNAME=lab.example\n")
+    (netd / "9").write_text("HOSTNAME=ghost\n")  # no such interface any more
+    dhc = tmp_path / "var/lib/dhcp"
+    dhc.mkdir(parents=True)
+    (dhc / "dhclient.leases").write_text(
+        'lease {\n  interface "enp3s0f0";\n  option host-name "old";\n}\n'
+        'lease {\n  interface "enp3s0f0";\n  fixed-address 192.0.2.11;\n'
+        '  option host-name "lab2";\n  option domain-name "b.example c.example";\n}\n')
+    leases = read_dhcp_leases(tmp_path, {2: "eno1", 3: "enp3s0f0"})
+    assert leases == {"eno1": {"hostname": "lab1", "domain": "lab.example"},
+                      "enp3s0f0": {"hostname": "lab2", "domain": "b.example"}}
+    assert read_dhcp_leases(tmp_path / "nothing", {}) == {}
