@@ -256,7 +256,7 @@ def test_info_disk_with_a_stale_index_finds_its_udev_data_by_devname(tmp_path: P
 def test_resolve_errors_point_at_the_line_too(write_answer: Any, lab: Machine) -> None:
     err = refused(write_answer, lab, disk_setup__disk_list=["sdz"])
     text = Path(err.file or "").read_text()
-    assert err.line == next(i for i, t in enumerate(text.splitlines(), 1) if "sdz" in t)
+    assert err.line == next(i for i, t in enumerate(text.splitlines(), 1) if "disk-list" in t)
     assert str(err).startswith(f"{err.file}:{err.line}: disk-setup.disk-list[0]: ")
 
 
