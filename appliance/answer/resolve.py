@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from appliance import runner
 from appliance.answer.machine import Machine, MachineDisk, MachineNic
 from appliance.answer.model import (
+    INSTALLER_SUPPORTED_FILESYSTEMS,
     Answer,
     InstallPlan,
     PlanDisk,
@@ -346,3 +347,14 @@ def hash_password(password: str, context: str, salt: str | None = None) -> str:
     out = runner.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
                      input=password.encode() + b"\n", capture=True, what="openssl passwd")
     return out.stdout.decode().strip()
+
+
+def require_installable(plan: InstallPlan) -> None:
+    """What the installer calls before touching a disk: raises AnswerError for
+    a plan it cannot carry out yet (zfs and btrfs layouts)."""
+    if not plan.storage.installer_supported:
+        key = f"disk-setup.{plan.storage.filesystem}.raid"
+        reason = (f"{plan.storage.label} is not supported by the installer yet (it installs "
+                  f"on {' or '.join(INSTALLER_SUPPORTED_FILESYSTEMS)} with LVM)")
+        raise AnswerError(f"{plan.answer_file}: {key}: {reason}", file=plan.answer_file,
+                          key=key, reason=reason)

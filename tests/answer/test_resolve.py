@@ -286,3 +286,28 @@ def test_dhcp_host_name_and_domain_come_from_lease_files(tmp_path: Path) -> None
     assert leases == {"eno1": {"hostname": "lab1", "domain": "lab.example"},
                       "enp3s0f0": {"hostname": "lab2", "domain": "b.example"}}
     assert read_dhcp_leases(tmp_path / "nothing", {}) == {}
+
+
+def test_installer_refuses_zfs_and_btrfs_plans_for_now(write_answer: Any, lab: Machine) -> None:
+    from appliance.answer import require_installable
+
+    require_installable(plan_for(write_answer, lab))  # ext4: fine
+    plan = plan_for(write_answer, lab, disk_setup__filesystem="btrfs",
+                    disk_setup__disk_list=["sda", "sdb"], disk_setup__btrfs={"raid": "raid1"})
+    with pytest.raises(AnswerError) as exc:
+        require_installable(plan)
+    assert exc.value.key == "disk-setup.btrfs.raid"
+    assert "btrfs (RAID1) is not supported by the installer yet" in exc.value.reason
+
+
+def test_this_machine_agrees_with_hardware_detection() -> None:
+    from appliance.answer import this_machine
+    from appliance.hw import detect
+
+    report = detect()
+    assert report.inventory is not None
+    m = this_machine()
+    assert m.hvm_supported is report.accelerated
+    assert [d.devnode for d in m.disks] == [d.devnode for d in report.inventory.install_targets]
+    assert sorted(n.name for n in m.nics) == sorted(n.name for n in report.inventory.nics)
+    assert all(d.size_bytes is not None for d in m.disks)
