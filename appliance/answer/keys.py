@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -140,6 +141,8 @@ def number(*, minimum: float = 0.0) -> Parser:
     def parse(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise OptionError(f"expected a number (GiB), got {_type_name(value)}")
+        if not math.isfinite(value):
+            raise OptionError(f"{value} is not a size")
         if value < minimum:
             raise OptionError(f"{value} is below the minimum {minimum:g}")
         return float(value)

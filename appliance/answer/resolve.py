@@ -236,6 +236,9 @@ def _select_disks(answer: Answer, machine: Machine) -> list[MachineDisk]:
             if not found:
                 raise _err(answer, f"disk-setup.disk-list[{i}]", f"no disk {name!r} among the "
                            f"install targets (candidates: {_disk_candidates(machine)})")
+            if found[0] in chosen:
+                raise _err(answer, f"disk-setup.disk-list[{i}]", f"{name!r} is "
+                           f"{found[0].devnode} again: the list of disks contains a duplicate")
             chosen.append(found[0])
         return chosen
     devices = {d.index: dict(d.properties) for d in machine.disks}

@@ -179,6 +179,7 @@ def test_network_section_is_checked(changes: dict[str, object], key: str, reason
         ({"disk_setup__lvm": {"hdsize": 40, "maxroot": 50}}, "disk-setup.lvm.maxroot",
          "more than hdsize"),
         ({"disk_setup__lvm": {"swapsize": -1}}, "disk-setup.lvm.swapsize", "below the minimum"),
+        ({"disk_setup__lvm": {"maxvz": float("nan")}}, "disk-setup.lvm.maxvz", "not a size"),
         ({"disk_setup__filter_match": "most"}, "disk-setup.filter-match", "not one of"),
     ],
 )

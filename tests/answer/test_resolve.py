@@ -311,3 +311,9 @@ def test_this_machine_agrees_with_hardware_detection() -> None:
     assert [d.devnode for d in m.disks] == [d.devnode for d in report.inventory.install_targets]
     assert sorted(n.name for n in m.nics) == sorted(n.name for n in report.inventory.nics)
     assert all(d.size_bytes is not None for d in m.disks)
+
+
+def test_same_disk_under_two_names_is_a_duplicate(write_answer: Any, lab: Machine) -> None:
+    err = refused(write_answer, lab, disk_setup__filesystem="zfs",
+                  disk_setup__disk_list=["sda", "/dev/sda"], disk_setup__zfs={"raid": "raid1"})
+    assert err.key == "disk-setup.disk-list[1]" and "duplicate" in err.reason
