@@ -249,3 +249,11 @@ def test_errors_point_at_the_line_of_the_key(text: str, key: str, line: int | No
     from appliance.answer.parse import locate
 
     assert locate(text, key) == line
+
+
+def test_the_shipped_example_answer_is_valid() -> None:
+    from .conftest import DATA as data
+
+    example = data.parents[2] / "templates/answer/answer.example.toml"
+    a = load_answer(example)
+    assert a.require_hw_virt and a.disk_setup.filter == {"ID_PATH": "pci-*-nvme-1"}
