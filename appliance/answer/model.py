@@ -22,6 +22,7 @@ NetworkSource = Literal["from-dhcp", "from-answer"]
 RebootMode = Literal["reboot", "power-off"]
 FirstBootSource = Literal["from-iso", "from-url"]
 FirstBootOrdering = Literal["before-network", "network-online", "fully-up"]
+NetworkPlanSource = Literal["from-answer", "from-dhcp", "fallback"]
 
 # The systemd target a first-boot hook is ordered against, per `ordering`.
 FIRST_BOOT_TARGETS: dict[str, str] = {
@@ -333,7 +334,7 @@ class PlanNetwork:
     pin_map:   MAC -> name for every pinned NIC (empty without pinning)
     """
 
-    source: Literal["from-answer", "from-dhcp", "fallback"]
+    source: NetworkPlanSource
     device: str
     interface: str
     mac: str | None

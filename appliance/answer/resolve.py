@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from appliance import runner
 from appliance.answer.machine import Machine, MachineDisk, MachineNic
@@ -19,6 +20,7 @@ from appliance.answer.model import (
     INSTALLER_SUPPORTED_FILESYSTEMS,
     Answer,
     InstallPlan,
+    NetworkPlanSource,
     PlanDisk,
     PlanFirstBoot,
     PlanNetwork,
@@ -74,6 +76,7 @@ def resolve(answer: Answer, machine: Machine) -> InstallPlan:
     if not storage.installer_supported:
         warnings.append(f"{storage.label}: resolved, but the installer cannot lay down "
                         f"{storage.filesystem} yet and will refuse to install")
+    pw_from: Literal["plain", "hashed"]
     if g.root_password is not None:
         pw_hash, pw_from = hash_password(g.root_password, f"{hostname}.{domain}"), "plain"
     else:
@@ -88,7 +91,7 @@ def resolve(answer: Answer, machine: Machine) -> InstallPlan:
         storage=storage,
         network=network,
         root_password_hash=pw_hash,
-        root_password_from=pw_from,  # type: ignore[arg-type]
+        root_password_from=pw_from,
         root_ssh_keys=g.root_ssh_keys,
         keyboard=g.keyboard,
         country=g.country,
@@ -167,10 +170,11 @@ def _network(answer: Answer, machine: Machine, warnings: list[str]) -> PlanNetwo
                                 f"(mapped to {name!r}) on {machine.description}")
     by_name = {nic.name: nic for nic in machine.nics}
 
-    def plan(nic: MachineNic, source: str, cidr: str, gw: str, dns: str) -> PlanNetwork:
+    def plan(nic: MachineNic, source: NetworkPlanSource, cidr: str, gw: str,
+             dns: str) -> PlanNetwork:
         name = pins.get(nic.mac or "", nic.name)
-        return PlanNetwork(source=source, device=nic.name, interface=name,  # type: ignore[arg-type]
-                           mac=nic.mac, cidr=cidr, gateway=gw, dns=dns, pin_map=pins)
+        return PlanNetwork(source=source, device=nic.name, interface=name, mac=nic.mac,
+                           cidr=cidr, gateway=gw, dns=dns, pin_map=pins)
 
     if n.source == "from-answer":
         assert n.cidr and n.gateway and n.dns  # parse.py requires them
