@@ -134,6 +134,10 @@ def _fqdn(answer: Answer, machine: Machine) -> tuple[str, str]:
 # --- network ---------------------------------------------------------------------------
 
 
+def _filters(flt: Mapping[str, str]) -> str:
+    return " ".join(f"{k}={v!r}" for k, v in flt.items())
+
+
 def _describe(name: str, props: Mapping[str, str], shown: Sequence[str]) -> str:
     kv = " ".join(f"{k}={props[k]}" for k in shown if props.get(k))
     return f"{name} {kv}".strip()
@@ -210,7 +214,8 @@ def _match_nic(answer: Answer, machine: Machine) -> MachineNic:
     cands = "; ".join(_describe(nic.name, nic.properties, SHOWN_NIC_PROPS)
                       for nic in machine.nics) or "none"
     if not matched:
-        raise _err(answer, "network.filter", f"filter matched no NIC (candidates: {cands})")
+        raise _err(answer, "network.filter", f"filter {_filters(answer.network.filter)} "
+                   f"matched no NIC (candidates: {cands})")
     if len(matched) > 1:
         raise _err(answer, "network.filter", f"filter matched {len(matched)} NICs "
                    f"({', '.join(matched)}); make it select one (candidates: {cands})")
@@ -252,8 +257,9 @@ def _select_disks(answer: Answer, machine: Machine) -> list[MachineDisk]:
         raise _err(answer, "disk-setup.filter", str(e)) from None
     chosen = [d for d in machine.disks if d.index in matched]
     if not chosen:
-        raise _err(answer, "disk-setup.filter", f"filter (filter-match = {ds.filter_match}) "
-                   f"matched no disk (candidates: {_disk_candidates(machine)})")
+        raise _err(answer, "disk-setup.filter", f"filter {_filters(ds.filter)} (filter-match "
+                   f"= {ds.filter_match}) matched no disk (candidates: "
+                   f"{_disk_candidates(machine)})")
     if single and len(chosen) > 1:
         raise _err(answer, "disk-setup.filter", f"filter matched {len(chosen)} disks "
                    f"({', '.join(d.name for d in chosen)}), but {ds.filesystem} is installed "

@@ -62,7 +62,7 @@ def test_filter_matching_no_disk_lists_the_candidates_with_udev_properties(
     err = refused(write_answer, lab, disk_setup__disk_list=UNSET,
                   disk_setup__filter={"ID_MODEL": "*INTEL*"})
     assert err.key == "disk-setup.filter"
-    assert "matched no disk" in err.reason
+    assert "filter ID_MODEL='*INTEL*' (filter-match = any) matched no disk" in err.reason
     for expected in ("nvme0n1 (931.51 GiB) ID_MODEL=Samsung SSD 980 PRO 1TB",
                      "ID_SERIAL_SHORT=ZC11ABCD", "sdb", "sdc (3.75 GiB)"):
         assert expected in err.reason
@@ -157,7 +157,7 @@ def test_nic_filter_matching_nothing_is_an_error(write_answer: Any, lab: Machine
     err = refused(write_answer, lab, network__source="from-answer", network__cidr="192.0.2.5/24",
                   network__gateway="192.0.2.1", network__dns="192.0.2.53",
                   network__filter={"ID_NET_DRIVER": "mlx5_core"})
-    assert "matched no NIC" in err.reason
+    assert "filter ID_NET_DRIVER='mlx5_core' matched no NIC" in err.reason
 
 
 def test_without_a_lease_the_first_nic_gets_the_fallback_address(
