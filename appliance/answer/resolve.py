@@ -182,7 +182,7 @@ def _network(answer: Answer, machine: Machine, warnings: list[str]) -> PlanNetwo
 
     if n.source == "from-answer":
         assert n.cidr and n.gateway and n.dns  # parse.py requires them
-        nic = _match_nic(answer, machine)
+        nic = _match_nic(answer, machine, warnings)
         return plan(nic, "from-answer", n.cidr, n.gateway, n.dns)
 
     if not machine.nics:
@@ -205,8 +205,11 @@ def _network(answer: Answer, machine: Machine, warnings: list[str]) -> PlanNetwo
     return plan(first, "fallback", FALLBACK_CIDR, FALLBACK_GATEWAY, dns)
 
 
-def _match_nic(answer: Answer, machine: Machine) -> MachineNic:
-    devices = {nic.name: dict(nic.properties) for nic in machine.nics}
+def _match_nic(answer: Answer, machine: Machine, warnings: list[str]) -> MachineNic:
+    """The NIC the filter selects; with several, the first by name (as Proxmox
+    does, so broad filters such as ID_NET_NAME = "*" keep working), warned."""
+    nics = sorted(machine.nics, key=lambda x: x.name)
+    devices = {nic.name: dict(nic.properties) for nic in nics}
     try:
         matched = match_devices(devices, answer.network.filter, "any")
     except HardwareError as e:
@@ -217,9 +220,9 @@ def _match_nic(answer: Answer, machine: Machine) -> MachineNic:
         raise _err(answer, "network.filter", f"filter {_filters(answer.network.filter)} "
                    f"matched no NIC (candidates: {cands})")
     if len(matched) > 1:
-        raise _err(answer, "network.filter", f"filter matched {len(matched)} NICs "
-                   f"({', '.join(matched)}); make it select one (candidates: {cands})")
-    return next(nic for nic in machine.nics if nic.name == matched[0])
+        warnings.append(f"network.filter matched {len(matched)} NICs ({', '.join(matched)}); "
+                        f"using the first, {matched[0]}")
+    return next(nic for nic in nics if nic.name == matched[0])
 
 
 # --- disks -----------------------------------------------------------------------------

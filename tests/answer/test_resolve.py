@@ -144,13 +144,14 @@ def test_swapsize_is_checked_against_the_resolved_disk(write_answer: Any, lab: M
     assert "cannot be greater than 10 GiB" in err.reason
 
 
-def test_nic_filter_matching_several_nics_is_an_error(write_answer: Any, lab: Machine) -> None:
-    err = refused(write_answer, lab, network__source="from-answer", network__cidr="192.0.2.5/24",
-                  network__gateway="192.0.2.1", network__dns="192.0.2.53",
-                  network__filter={"ID_NET_DRIVER": "igb"})
-    assert err.key == "network.filter"
-    assert "matched 2 NICs (enp3s0f0, enp3s0f1)" in err.reason
-    assert "eno1 ID_NET_NAME=eno1" in err.reason
+def test_nic_filter_matching_several_nics_takes_the_first_and_warns(
+        write_answer: Any, lab: Machine) -> None:
+    plan = plan_for(write_answer, lab, network__source="from-answer",
+                    network__cidr="192.0.2.5/24", network__gateway="192.0.2.1",
+                    network__dns="192.0.2.53", network__filter={"ID_NET_DRIVER": "igb"})
+    assert plan.network.device == "enp3s0f0"
+    assert "network.filter matched 2 NICs (enp3s0f0, enp3s0f1); using the first, enp3s0f0" \
+        in plan.warnings
 
 
 def test_nic_filter_matching_nothing_is_an_error(write_answer: Any, lab: Machine) -> None:
@@ -158,6 +159,7 @@ def test_nic_filter_matching_nothing_is_an_error(write_answer: Any, lab: Machine
                   network__gateway="192.0.2.1", network__dns="192.0.2.53",
                   network__filter={"ID_NET_DRIVER": "mlx5_core"})
     assert "filter ID_NET_DRIVER='mlx5_core' matched no NIC" in err.reason
+    assert "eno1 ID_NET_NAME=eno1 ID_NET_NAME_MAC=enx3cecef112233" in err.reason
 
 
 def test_without_a_lease_the_first_nic_gets_the_fallback_address(
