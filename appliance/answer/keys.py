@@ -383,7 +383,7 @@ NETWORK = Table("network", (
     Key("gateway", ip_address(), None, "default gateway (from-answer)"),
     Key("dns", ip_address(), None, "DNS server (from-answer)"),
     Key("filter", glob_table("NIC"), None, "udev property = glob selecting the management "
-        "NIC (from-answer)", kind="table"),
+        "NIC (from-answer; default: the NIC of the default route)", kind="table"),
     Key("interface-name-pinning", table(PINNING_TABLE), None, "pin NIC names",
         kind="table", table=PINNING_TABLE),
 ), "management network")

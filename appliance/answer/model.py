@@ -82,7 +82,8 @@ class InterfacePinning:
 @dataclass(frozen=True)
 class NetworkSection:
     """`[network]`: from-dhcp keeps what the live system's DHCP lease gave;
-    from-answer sets `cidr`, `gateway`, `dns` on the NIC `filter` selects."""
+    from-answer sets `cidr`, `gateway`, `dns` on the NIC `filter` selects
+    (no filter: the NIC of the default route, else the first)."""
 
     source: NetworkSource
     cidr: str | None = None

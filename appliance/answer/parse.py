@@ -260,7 +260,7 @@ def _global(g: dict[str, Any]) -> GlobalSection:
 def _network(n: dict[str, Any]) -> NetworkSection:
     manual = ("cidr", "gateway", "dns", "filter")
     if n["source"] == "from-answer":
-        for key in manual:
+        for key in manual[:3]:  # without a filter: the NIC DHCP would have used
             if n[key] is None:
                 raise _fail("required with source = \"from-answer\"", "network", key)
     else:

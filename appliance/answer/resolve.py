@@ -180,13 +180,15 @@ def _network(answer: Answer, machine: Machine, warnings: list[str]) -> PlanNetwo
         return PlanNetwork(source=source, device=nic.name, interface=name, mac=nic.mac,
                            cidr=cidr, gateway=gw, dns=dns, pin_map=pins)
 
-    if n.source == "from-answer":
+    if not machine.nics:
+        raise _err(answer, "network", f"{machine.description} has no network interface")
+    if n.source == "from-answer" and n.filter:
         assert n.cidr and n.gateway and n.dns  # parse.py requires them
         nic = _match_nic(answer, machine, warnings)
         return plan(nic, "from-answer", n.cidr, n.gateway, n.dns)
-
-    if not machine.nics:
-        raise _err(answer, "network", f"{machine.description} has no network interface")
+    if n.source == "from-answer":  # no filter: the NIC with the default route, or the first
+        assert n.cidr and n.gateway and n.dns
+        return plan(_default_nic(machine), "from-answer", n.cidr, n.gateway, n.dns)
     dns = machine.dns_servers[0] if machine.dns_servers else FALLBACK_DNS
     for route, v6 in ((machine.gateway4, False), (machine.gateway6, True)):
         via = by_name.get(route.dev) if route else None
@@ -195,14 +197,20 @@ def _network(answer: Answer, machine: Machine, warnings: list[str]) -> PlanNetwo
         addrs = [a for a in via.addresses if (":" in a) == v6]
         if addrs:
             return plan(via, "from-dhcp", addrs[0], route.gateway, dns)
-    # No lease: Proxmox's defaults on the first NIC (by kernel index, then name).
-    first = min(machine.nics, key=lambda x: (x.index if x.index is not None else 1 << 30,
-                                             x.name))
-    if machine.gateway4 and machine.gateway4.dev in by_name:
-        first = by_name[machine.gateway4.dev]
+    # No lease: Proxmox's defaults.
+    first = _default_nic(machine)
     warnings.append(f"network: no DHCP lease with a default route; using {FALLBACK_CIDR} "
                     f"via {FALLBACK_GATEWAY} on {first.name}")
     return plan(first, "fallback", FALLBACK_CIDR, FALLBACK_GATEWAY, dns)
+
+
+def _default_nic(machine: Machine) -> MachineNic:
+    """The NIC of the IPv4 default route, else the first by kernel index, then name."""
+    for nic in machine.nics:
+        if machine.gateway4 and nic.name == machine.gateway4.dev:
+            return nic
+    return min(machine.nics, key=lambda x: (x.index if x.index is not None else 1 << 30,
+                                            x.name))
 
 
 def _match_nic(answer: Answer, machine: Machine, warnings: list[str]) -> MachineNic:

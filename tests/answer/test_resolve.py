@@ -319,3 +319,13 @@ def test_same_disk_under_two_names_is_a_duplicate(write_answer: Any, lab: Machin
     err = refused(write_answer, lab, disk_setup__filesystem="zfs",
                   disk_setup__disk_list=["sda", "/dev/sda"], disk_setup__zfs={"raid": "raid1"})
     assert err.key == "disk-setup.disk-list[1]" and "duplicate" in err.reason
+
+
+def test_static_network_without_a_filter_uses_the_default_route_nic(
+        write_answer: Any, lab: Machine) -> None:
+    static = {"network__source": "from-answer", "network__cidr": "192.0.2.5/24",
+              "network__gateway": "192.0.2.1", "network__dns": "192.0.2.53"}
+    n = plan_for(write_answer, lab, **static).network
+    assert (n.source, n.device, n.cidr) == ("from-answer", "eno1", "192.0.2.5/24")
+    offline = dataclasses.replace(lab, gateway4=None)
+    assert plan_for(write_answer, offline, **static).network.device == "eno1"  # lowest index
