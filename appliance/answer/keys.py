@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -140,6 +141,8 @@ def number(*, minimum: float = 0.0) -> Parser:
     def parse(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise OptionError(f"expected a number (GiB), got {_type_name(value)}")
+        if not math.isfinite(value):
+            raise OptionError(f"{value} is not a size")
         if value < minimum:
             raise OptionError(f"{value} is below the minimum {minimum:g}")
         return float(value)
@@ -380,7 +383,7 @@ NETWORK = Table("network", (
     Key("gateway", ip_address(), None, "default gateway (from-answer)"),
     Key("dns", ip_address(), None, "DNS server (from-answer)"),
     Key("filter", glob_table("NIC"), None, "udev property = glob selecting the management "
-        "NIC (from-answer)", kind="table"),
+        "NIC (from-answer; default: the NIC of the default route)", kind="table"),
     Key("interface-name-pinning", table(PINNING_TABLE), None, "pin NIC names",
         kind="table", table=PINNING_TABLE),
 ), "management network")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,7 +212,7 @@ def this_machine(recorded: str | None = None) -> Machine:
                     dict(d.properties), _in_use(d.mountpoints, d.holders, d.swap))
         for i, d in enumerate(inv.install_targets)
     )
-    live = _live_network() if recorded is None else {}
+    live = _live_network(Path("/")) if recorded is None else {}
     addrs: Mapping[str, Any] = live.get("addresses", {})
     nics = []
     for pin, n in enumerate(sorted(inv.nics, key=lambda n: (addrs.get(n.name, {}).get(
@@ -233,7 +233,7 @@ def this_machine(recorded: str | None = None) -> Machine:
         gateway6=live.get("gateway6"),
         hvm_supported=report.accelerated,
         hvm_verdict=report.verdict,
-        boot_type="efi" if Path("/sys/firmware/efi").is_dir() and recorded is None else None,
+        boot_type=None if recorded else ("efi" if Path("/sys/firmware/efi").is_dir() else "bios"),
         description=f"recorded machine {recorded}" if recorded else "this machine",
     )
 
@@ -245,8 +245,9 @@ def _in_use(mountpoints: list[str], holders: list[str], swap: bool) -> str | Non
     return "; ".join(why) or None
 
 
-def _live_network() -> dict[str, Any]:
-    """Addresses, default routes and resolvers of the running system."""
+def _live_network(root: Path) -> dict[str, Any]:
+    """Addresses, default routes, resolvers and the DHCP lease's host name and
+    domain of the running system (`root` prefixes the files read)."""
     from appliance import runner
 
     out: dict[str, Any] = {}
@@ -266,21 +267,65 @@ def _live_network() -> dict[str, Any]:
             if routes and routes[0].get("gateway") and routes[0].get("dev"):
                 out[key] = Gateway(routes[0]["dev"], routes[0]["gateway"])
     except (ToolError, OSError, ValueError, KeyError, TypeError):
-        # no `ip`, or odd output: the plan falls back to the defaults
-        pass
+        pass  # no `ip`, or odd output: the plan falls back to the defaults
     out["addresses"] = addresses
     dns: list[str] = []
     try:
-        for line in Path("/etc/resolv.conf").read_text().splitlines():
+        for line in (root / "etc/resolv.conf").read_text().splitlines():
             words = line.split()
             if len(words) >= 2 and words[0] == "nameserver":
                 dns.append(words[1])
-            elif len(words) >= 2 and words[0] in ("domain", "search") and "domain" not in out:
-                out["domain"] = words[1]
+            elif len(words) >= 2 and words[0] in ("domain", "search"):
+                out.setdefault("domain", words[1])
     except OSError:
         pass
     out["dns"] = dns
-    host = socket.gethostname().split(".")[0]
-    if host and host not in ("localhost", "(none)"):
-        out["hostname"] = host
+    index_to_name = {a["index"]: name for name, a in addresses.items()}
+    leases = read_dhcp_leases(root, index_to_name)
+    gw = out.get("gateway4") or out.get("gateway6")
+    lease = leases.get(gw.dev) if gw else None
+    if lease is None and leases:
+        lease = leases[sorted(leases)[0]]
+    if lease:  # the lease's domain wins over resolv.conf's search domain
+        out.update({k: v for k, v in lease.items() if k in ("hostname", "domain") and v})
+    return out
+
+
+NETWORKD_LEASES = "run/systemd/netif/leases"
+DHCLIENT_LEASES = ("var/lib/dhcp", "var/lib/dhclient")
+
+
+def read_dhcp_leases(root: Path, index_to_name: Mapping[int, str]) -> dict[str, dict[str, str]]:
+    """Host name and domain per interface from the DHCP clients' lease files:
+    systemd-networkd (`<root>/run/systemd/netif/leases/<ifindex>`, KEY=value)
+    and ISC dhclient (`<root>/var/lib/dhcp/*.leases`, the newest `lease {}`
+    block per interface). The kernel host name is not used: a live system
+    sets its own, which says nothing about this machine."""
+    out: dict[str, dict[str, str]] = {}
+    netd = root / NETWORKD_LEASES
+    for path in sorted(netd.iterdir()) if netd.is_dir() else []:
+        try:
+            fields = dict(line.split("=", 1) for line in path.read_text().splitlines()
+                          if "=" in line and not line.startswith("#"))
+        except OSError:
+            continue
+        name = index_to_name.get(int(path.name)) if path.name.isdigit() else None
+        if name:
+            out[name] = {"hostname": fields.get("HOSTNAME", ""),
+                         "domain": fields.get("DOMAINNAME", "")}
+    for d in DHCLIENT_LEASES:
+        folder = root / d
+        for path in sorted(folder.glob("*.leases")) if folder.is_dir() else []:
+            try:
+                text = path.read_text()
+            except OSError:
+                continue
+            for block in re.findall(r"lease\s*\{(.*?)\}", text, re.S):
+                iface = re.search(r'interface\s+"([^"]+)"', block)
+                host = re.search(r'option\s+host-name\s+"([^"]*)"', block)
+                domain = re.search(r'option\s+domain-name\s+"([^"]*)"', block)
+                if iface:
+                    out[iface.group(1)] = {"hostname": host.group(1) if host else "",
+                                           "domain": (domain.group(1).split() or [""])[0]
+                                           if domain else ""}
     return out

@@ -22,6 +22,7 @@ NetworkSource = Literal["from-dhcp", "from-answer"]
 RebootMode = Literal["reboot", "power-off"]
 FirstBootSource = Literal["from-iso", "from-url"]
 FirstBootOrdering = Literal["before-network", "network-online", "fully-up"]
+NetworkPlanSource = Literal["from-answer", "from-dhcp", "fallback"]
 
 # The systemd target a first-boot hook is ordered against, per `ordering`.
 FIRST_BOOT_TARGETS: dict[str, str] = {
@@ -81,7 +82,8 @@ class InterfacePinning:
 @dataclass(frozen=True)
 class NetworkSection:
     """`[network]`: from-dhcp keeps what the live system's DHCP lease gave;
-    from-answer sets `cidr`, `gateway`, `dns` on the NIC `filter` selects."""
+    from-answer sets `cidr`, `gateway`, `dns` on the NIC `filter` selects
+    (no filter: the NIC of the default route, else the first)."""
 
     source: NetworkSource
     cidr: str | None = None
@@ -174,7 +176,11 @@ class WebhookSection:
 
 @dataclass(frozen=True)
 class Answer:
-    """A parsed, validated answer file (see appliance.answer.keys for every key)."""
+    """A parsed, validated answer file (see appliance.answer.keys for every key).
+
+    source: the file's path (or a name for text parsed directly); text: its
+    content, kept to point errors found later (at resolve time) at a line.
+    """
 
     source: str
     global_: GlobalSection
@@ -182,6 +188,7 @@ class Answer:
     disk_setup: DiskSetupSection
     first_boot: FirstBootSection | None = None
     webhook: WebhookSection | None = None
+    text: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def require_hw_virt(self) -> bool:
@@ -328,7 +335,7 @@ class PlanNetwork:
     pin_map:   MAC -> name for every pinned NIC (empty without pinning)
     """
 
-    source: Literal["from-answer", "from-dhcp", "fallback"]
+    source: NetworkPlanSource
     device: str
     interface: str
     mac: str | None

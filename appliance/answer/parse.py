@@ -59,7 +59,7 @@ def locate(text: str, dotted: str) -> int | None:
     """Line of the dotted key (`disk-setup.lvm.swapsize`) in TOML `text`: written
     as `swapsize` under `[disk-setup.lvm]`, `lvm.swapsize` under `[disk-setup]`,
     and so on; else the line of its closest enclosing table or key."""
-    want = [p for p in re.split(r"\.(?![^\[]*\])", dotted) if p]
+    want = [re.sub(r"\[\d+\]$", "", p) for p in dotted.split(".") if p]
     best: tuple[int, int] | None = None  # (matched parts, line)
     table: list[str] = []
     for n, raw in enumerate(text.splitlines(), start=1):
@@ -124,7 +124,7 @@ def parse_answer(text: str, source: str = "answer.toml") -> Answer:
                           reason=f"not valid TOML: {e}") from None
     try:
         parsed = K.ANSWER.parse(data)
-        return _build(parsed, source)
+        return _build(parsed, source, text)
     except OptionError as e:
         raise error(source, text, e.key_path(), e.reason) from None
 
@@ -133,9 +133,10 @@ def _fail(reason: str, *path: str | int) -> OptionError:
     return OptionError(reason, list(path))
 
 
-def _build(d: dict[str, Any], source: str) -> Answer:
+def _build(d: dict[str, Any], source: str, text: str) -> Answer:
     return Answer(
         source=source,
+        text=text,
         global_=_global(d["global"]),
         network=_network(d["network"]),
         disk_setup=_disk_setup(d["disk-setup"]),
@@ -259,7 +260,7 @@ def _global(g: dict[str, Any]) -> GlobalSection:
 def _network(n: dict[str, Any]) -> NetworkSection:
     manual = ("cidr", "gateway", "dns", "filter")
     if n["source"] == "from-answer":
-        for key in manual:
+        for key in manual[:3]:  # without a filter: the NIC DHCP would have used
             if n[key] is None:
                 raise _fail("required with source = \"from-answer\"", "network", key)
     else:

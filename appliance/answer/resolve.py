@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from typing import Literal
 
 from appliance import runner
 from appliance.answer.machine import Machine, MachineDisk, MachineNic
 from appliance.answer.model import (
+    INSTALLER_SUPPORTED_FILESYSTEMS,
     Answer,
     InstallPlan,
+    NetworkPlanSource,
     PlanDisk,
     PlanFirstBoot,
     PlanNetwork,
@@ -50,13 +52,8 @@ SHOWN_NIC_PROPS = ("ID_NET_NAME", "ID_NET_NAME_MAC", "ID_NET_NAME_PATH", "ID_NET
 
 
 def _err(answer: Answer, key: str, reason: str) -> AnswerError:
-    """An AnswerError at `key` of the answer file (with its line when the file
-    can still be read)."""
-    try:
-        text: str | None = Path(answer.source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        text = None
-    return error(answer.source, text, key, reason)
+    """An AnswerError at `key` of the answer file (with its line)."""
+    return error(answer.source, answer.text, key, reason)
 
 
 def resolve(answer: Answer, machine: Machine) -> InstallPlan:
@@ -79,6 +76,7 @@ def resolve(answer: Answer, machine: Machine) -> InstallPlan:
     if not storage.installer_supported:
         warnings.append(f"{storage.label}: resolved, but the installer cannot lay down "
                         f"{storage.filesystem} yet and will refuse to install")
+    pw_from: Literal["plain", "hashed"]
     if g.root_password is not None:
         pw_hash, pw_from = hash_password(g.root_password, f"{hostname}.{domain}"), "plain"
     else:
@@ -93,7 +91,7 @@ def resolve(answer: Answer, machine: Machine) -> InstallPlan:
         storage=storage,
         network=network,
         root_password_hash=pw_hash,
-        root_password_from=pw_from,  # type: ignore[arg-type]
+        root_password_from=pw_from,
         root_ssh_keys=g.root_ssh_keys,
         keyboard=g.keyboard,
         country=g.country,
@@ -136,6 +134,10 @@ def _fqdn(answer: Answer, machine: Machine) -> tuple[str, str]:
 # --- network ---------------------------------------------------------------------------
 
 
+def _filters(flt: Mapping[str, str]) -> str:
+    return " ".join(f"{k}={v!r}" for k, v in flt.items())
+
+
 def _describe(name: str, props: Mapping[str, str], shown: Sequence[str]) -> str:
     kv = " ".join(f"{k}={props[k]}" for k in shown if props.get(k))
     return f"{name} {kv}".strip()
@@ -172,18 +174,21 @@ def _network(answer: Answer, machine: Machine, warnings: list[str]) -> PlanNetwo
                                 f"(mapped to {name!r}) on {machine.description}")
     by_name = {nic.name: nic for nic in machine.nics}
 
-    def plan(nic: MachineNic, source: str, cidr: str, gw: str, dns: str) -> PlanNetwork:
+    def plan(nic: MachineNic, source: NetworkPlanSource, cidr: str, gw: str,
+             dns: str) -> PlanNetwork:
         name = pins.get(nic.mac or "", nic.name)
-        return PlanNetwork(source=source, device=nic.name, interface=name,  # type: ignore[arg-type]
-                           mac=nic.mac, cidr=cidr, gateway=gw, dns=dns, pin_map=pins)
-
-    if n.source == "from-answer":
-        assert n.cidr and n.gateway and n.dns  # parse.py requires them
-        nic = _match_nic(answer, machine)
-        return plan(nic, "from-answer", n.cidr, n.gateway, n.dns)
+        return PlanNetwork(source=source, device=nic.name, interface=name, mac=nic.mac,
+                           cidr=cidr, gateway=gw, dns=dns, pin_map=pins)
 
     if not machine.nics:
         raise _err(answer, "network", f"{machine.description} has no network interface")
+    if n.source == "from-answer" and n.filter:
+        assert n.cidr and n.gateway and n.dns  # parse.py requires them
+        nic = _match_nic(answer, machine, warnings)
+        return plan(nic, "from-answer", n.cidr, n.gateway, n.dns)
+    if n.source == "from-answer":  # no filter: the NIC with the default route, or the first
+        assert n.cidr and n.gateway and n.dns
+        return plan(_default_nic(machine), "from-answer", n.cidr, n.gateway, n.dns)
     dns = machine.dns_servers[0] if machine.dns_servers else FALLBACK_DNS
     for route, v6 in ((machine.gateway4, False), (machine.gateway6, True)):
         via = by_name.get(route.dev) if route else None
@@ -192,18 +197,27 @@ def _network(answer: Answer, machine: Machine, warnings: list[str]) -> PlanNetwo
         addrs = [a for a in via.addresses if (":" in a) == v6]
         if addrs:
             return plan(via, "from-dhcp", addrs[0], route.gateway, dns)
-    # No lease: Proxmox's defaults on the first NIC (by kernel index, then name).
-    first = min(machine.nics, key=lambda x: (x.index if x.index is not None else 1 << 30,
-                                             x.name))
-    if machine.gateway4 and machine.gateway4.dev in by_name:
-        first = by_name[machine.gateway4.dev]
+    # No lease: Proxmox's defaults.
+    first = _default_nic(machine)
     warnings.append(f"network: no DHCP lease with a default route; using {FALLBACK_CIDR} "
                     f"via {FALLBACK_GATEWAY} on {first.name}")
     return plan(first, "fallback", FALLBACK_CIDR, FALLBACK_GATEWAY, dns)
 
 
-def _match_nic(answer: Answer, machine: Machine) -> MachineNic:
-    devices = {nic.name: dict(nic.properties) for nic in machine.nics}
+def _default_nic(machine: Machine) -> MachineNic:
+    """The NIC of the IPv4 default route, else the first by kernel index, then name."""
+    for nic in machine.nics:
+        if machine.gateway4 and nic.name == machine.gateway4.dev:
+            return nic
+    return min(machine.nics, key=lambda x: (x.index if x.index is not None else 1 << 30,
+                                            x.name))
+
+
+def _match_nic(answer: Answer, machine: Machine, warnings: list[str]) -> MachineNic:
+    """The NIC the filter selects; with several, the first by name (as Proxmox
+    does, so broad filters such as ID_NET_NAME = "*" keep working), warned."""
+    nics = sorted(machine.nics, key=lambda x: x.name)
+    devices = {nic.name: dict(nic.properties) for nic in nics}
     try:
         matched = match_devices(devices, answer.network.filter, "any")
     except HardwareError as e:
@@ -211,11 +225,12 @@ def _match_nic(answer: Answer, machine: Machine) -> MachineNic:
     cands = "; ".join(_describe(nic.name, nic.properties, SHOWN_NIC_PROPS)
                       for nic in machine.nics) or "none"
     if not matched:
-        raise _err(answer, "network.filter", f"filter matched no NIC (candidates: {cands})")
+        raise _err(answer, "network.filter", f"filter {_filters(answer.network.filter)} "
+                   f"matched no NIC (candidates: {cands})")
     if len(matched) > 1:
-        raise _err(answer, "network.filter", f"filter matched {len(matched)} NICs "
-                   f"({', '.join(matched)}); make it select one (candidates: {cands})")
-    return next(nic for nic in machine.nics if nic.name == matched[0])
+        warnings.append(f"network.filter matched {len(matched)} NICs ({', '.join(matched)}); "
+                        f"using the first, {matched[0]}")
+    return next(nic for nic in nics if nic.name == matched[0])
 
 
 # --- disks -----------------------------------------------------------------------------
@@ -241,6 +256,9 @@ def _select_disks(answer: Answer, machine: Machine) -> list[MachineDisk]:
             if not found:
                 raise _err(answer, f"disk-setup.disk-list[{i}]", f"no disk {name!r} among the "
                            f"install targets (candidates: {_disk_candidates(machine)})")
+            if found[0] in chosen:
+                raise _err(answer, f"disk-setup.disk-list[{i}]", f"{name!r} is "
+                           f"{found[0].devnode} again: the list of disks contains a duplicate")
             chosen.append(found[0])
         return chosen
     devices = {d.index: dict(d.properties) for d in machine.disks}
@@ -250,8 +268,9 @@ def _select_disks(answer: Answer, machine: Machine) -> list[MachineDisk]:
         raise _err(answer, "disk-setup.filter", str(e)) from None
     chosen = [d for d in machine.disks if d.index in matched]
     if not chosen:
-        raise _err(answer, "disk-setup.filter", f"filter (filter-match = {ds.filter_match}) "
-                   f"matched no disk (candidates: {_disk_candidates(machine)})")
+        raise _err(answer, "disk-setup.filter", f"filter {_filters(ds.filter)} (filter-match "
+                   f"= {ds.filter_match}) matched no disk (candidates: "
+                   f"{_disk_candidates(machine)})")
     if single and len(chosen) > 1:
         raise _err(answer, "disk-setup.filter", f"filter matched {len(chosen)} disks "
                    f"({', '.join(d.name for d in chosen)}), but {ds.filesystem} is installed "
@@ -268,6 +287,9 @@ def _storage(answer: Answer, machine: Machine) -> PlanStorage:
         if d.size_bytes is None:
             raise _err(answer, "disk-setup", f"the size of {d.devnode} is unknown (udev data "
                        "carries no sizes: give run-env info, e.g. --info-json)")
+        if machine.boot_type == "bios" and d.logical_block_size == 4096:
+            raise _err(answer, "disk-setup", f"{d.devnode} has 4096-byte sectors (4Kn): it "
+                       "cannot boot in legacy BIOS mode (boot the installer with UEFI)")
         if d.size_bytes / 2**30 < MIN_DISK_GIB:
             raise _err(answer, "disk-setup", f"{d.devnode} ({_gib(d)}) is smaller than the "
                        f"minimum of {MIN_DISK_GIB:g} GiB")
@@ -349,3 +371,14 @@ def hash_password(password: str, context: str, salt: str | None = None) -> str:
     out = runner.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
                      input=password.encode() + b"\n", capture=True, what="openssl passwd")
     return out.stdout.decode().strip()
+
+
+def require_installable(plan: InstallPlan) -> None:
+    """What the installer calls before touching a disk: raises AnswerError for
+    a plan it cannot carry out yet (zfs and btrfs layouts)."""
+    if not plan.storage.installer_supported:
+        key = f"disk-setup.{plan.storage.filesystem}.raid"
+        reason = (f"{plan.storage.label} is not supported by the installer yet (it installs "
+                  f"on {' or '.join(INSTALLER_SUPPORTED_FILESYSTEMS)} with LVM)")
+        raise AnswerError(f"{plan.answer_file}: {key}: {reason}", file=plan.answer_file,
+                          key=key, reason=reason)

@@ -133,3 +133,15 @@ def test_device_info_output_is_accepted_as_udev_json(tmp_path: Path) -> None:
                          str(path))
     assert proc.returncode == 6
     assert "disk-setup" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.usefixtures("umockdev")
+def test_example_answer_filter_picks_the_nvme_disk_of_a_recorded_server() -> None:
+    example = DATA.parents[2] / "templates/answer/answer.example.toml"
+    code, plan = appliance_json("answer", "resolve", "--json", str(example),
+                                recorded="intel-server")
+    assert code == 0
+    disks = plan["storage"]["disks"]
+    assert [d["devnode"] for d in disks] == ["/dev/nvme0n1"]
+    assert disks[0]["properties"]["ID_PATH"] == "pci-0000:01:00.0-nvme-1"
+    assert plan["storage"]["swapsize"] == 8.0

@@ -179,6 +179,7 @@ def test_network_section_is_checked(changes: dict[str, object], key: str, reason
         ({"disk_setup__lvm": {"hdsize": 40, "maxroot": 50}}, "disk-setup.lvm.maxroot",
          "more than hdsize"),
         ({"disk_setup__lvm": {"swapsize": -1}}, "disk-setup.lvm.swapsize", "below the minimum"),
+        ({"disk_setup__lvm": {"maxvz": float("nan")}}, "disk-setup.lvm.maxvz", "not a size"),
         ({"disk_setup__filter_match": "most"}, "disk-setup.filter-match", "not one of"),
     ],
 )
@@ -227,3 +228,32 @@ def test_key_reference_lists_every_key_once_with_aliases() -> None:
         assert key in ref
     assert ref["disk-setup.disk-list"]["aliases"] == ["disk_list"]
     assert ref["global"]["required"] and not ref["first-boot"]["required"]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ("[disk-setup]\nfilesystem = \"ext4\"\nlvm.swapsize = 9\n", "disk-setup.lvm.swapsize", 3),
+        ("[disk-setup]\nfilesystem = \"ext4\"\n\n[disk-setup.lvm]\nhdsize = 1\nswapsize = 9\n",
+         "disk-setup.lvm.swapsize", 6),
+        ("[global]\nroot_password = \"x\"\n", "global.root-password", 2),
+        ("[network]\nsource = \"x\"\n[network.interface-name-pinning.mapping]\n"
+         "\"aa:bb:cc:dd:ee:ff\" = \"x\"\n",
+         "network.interface-name-pinning.mapping.aa:bb:cc:dd:ee:ff", 4),
+        ("[disk-setup]\ndisk-list = [\"a\", \"a\"]\n", "disk-setup.disk-list[1]", 2),
+        ("[disk-setup]\nfilesystem = \"ext4\"\n", "disk-setup.zfs.raid", 1),
+        ("[global]\n", "network.cidr", None),
+    ],
+)
+def test_errors_point_at_the_line_of_the_key(text: str, key: str, line: int | None) -> None:
+    from appliance.answer.parse import locate
+
+    assert locate(text, key) == line
+
+
+def test_the_shipped_example_answer_is_valid() -> None:
+    from .conftest import DATA as data
+
+    example = data.parents[2] / "templates/answer/answer.example.toml"
+    a = load_answer(example)
+    assert a.require_hw_virt and a.disk_setup.filter == {"ID_PATH": "pci-*-nvme-1"}

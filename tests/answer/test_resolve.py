@@ -62,7 +62,7 @@ def test_filter_matching_no_disk_lists_the_candidates_with_udev_properties(
     err = refused(write_answer, lab, disk_setup__disk_list=UNSET,
                   disk_setup__filter={"ID_MODEL": "*INTEL*"})
     assert err.key == "disk-setup.filter"
-    assert "matched no disk" in err.reason
+    assert "filter ID_MODEL='*INTEL*' (filter-match = any) matched no disk" in err.reason
     for expected in ("nvme0n1 (931.51 GiB) ID_MODEL=Samsung SSD 980 PRO 1TB",
                      "ID_SERIAL_SHORT=ZC11ABCD", "sdb", "sdc (3.75 GiB)"):
         assert expected in err.reason
@@ -144,20 +144,22 @@ def test_swapsize_is_checked_against_the_resolved_disk(write_answer: Any, lab: M
     assert "cannot be greater than 10 GiB" in err.reason
 
 
-def test_nic_filter_matching_several_nics_is_an_error(write_answer: Any, lab: Machine) -> None:
-    err = refused(write_answer, lab, network__source="from-answer", network__cidr="192.0.2.5/24",
-                  network__gateway="192.0.2.1", network__dns="192.0.2.53",
-                  network__filter={"ID_NET_DRIVER": "igb"})
-    assert err.key == "network.filter"
-    assert "matched 2 NICs (enp3s0f0, enp3s0f1)" in err.reason
-    assert "eno1 ID_NET_NAME=eno1" in err.reason
+def test_nic_filter_matching_several_nics_takes_the_first_and_warns(
+        write_answer: Any, lab: Machine) -> None:
+    plan = plan_for(write_answer, lab, network__source="from-answer",
+                    network__cidr="192.0.2.5/24", network__gateway="192.0.2.1",
+                    network__dns="192.0.2.53", network__filter={"ID_NET_DRIVER": "igb"})
+    assert plan.network.device == "enp3s0f0"
+    assert "network.filter matched 2 NICs (enp3s0f0, enp3s0f1); using the first, enp3s0f0" \
+        in plan.warnings
 
 
 def test_nic_filter_matching_nothing_is_an_error(write_answer: Any, lab: Machine) -> None:
     err = refused(write_answer, lab, network__source="from-answer", network__cidr="192.0.2.5/24",
                   network__gateway="192.0.2.1", network__dns="192.0.2.53",
                   network__filter={"ID_NET_DRIVER": "mlx5_core"})
-    assert "matched no NIC" in err.reason
+    assert "filter ID_NET_DRIVER='mlx5_core' matched no NIC" in err.reason
+    assert "eno1 ID_NET_NAME=eno1 ID_NET_NAME_MAC=enx3cecef112233" in err.reason
 
 
 def test_without_a_lease_the_first_nic_gets_the_fallback_address(
@@ -251,3 +253,79 @@ def test_info_disk_with_a_stale_index_finds_its_udev_data_by_devname(tmp_path: P
     path.write_text(json.dumps(info))
     m = Machine.from_files(DATA / "lab-udev.json", path)
     assert m.disks[0].properties["ID_SERIAL_SHORT"] == "ZC11EFGH"
+
+
+def test_resolve_errors_point_at_the_line_too(write_answer: Any, lab: Machine) -> None:
+    err = refused(write_answer, lab, disk_setup__disk_list=["sdz"])
+    text = Path(err.file or "").read_text()
+    assert err.line == next(i for i, t in enumerate(text.splitlines(), 1) if "disk-list" in t)
+    assert str(err).startswith(f"{err.file}:{err.line}: disk-setup.disk-list[0]: ")
+
+
+def test_4kn_disk_cannot_boot_in_bios_mode(write_answer: Any, lab: Machine) -> None:
+    disks = tuple(dataclasses.replace(d, logical_block_size=4096) for d in lab.disks)
+    uefi = dataclasses.replace(lab, disks=disks, boot_type="efi")
+    assert plan_for(write_answer, uefi).disks[0].logical_block_size == 4096
+    err = refused(write_answer, dataclasses.replace(uefi, boot_type="bios"))
+    assert "4Kn" in err.reason and "/dev/sda" in err.reason
+
+
+def test_dhcp_host_name_and_domain_come_from_lease_files(tmp_path: Path) -> None:
+    from appliance.answer.machine import read_dhcp_leases
+
+    netd = tmp_path / "run/systemd/netif/leases"
+    netd.mkdir(parents=True)
+    (netd / "2").write_text("# private\nADDRESS=192.0.2.10\nHOSTNAME=lab1\n"
+                            "DOMAINNAME=lab.example\n")
+    (netd / "9").write_text("HOSTNAME=ghost\n")  # no such interface any more
+    dhc = tmp_path / "var/lib/dhcp"
+    dhc.mkdir(parents=True)
+    (dhc / "dhclient.leases").write_text(
+        'lease {\n  interface "enp3s0f0";\n  option host-name "old";\n}\n'
+        'lease {\n  interface "enp3s0f0";\n  fixed-address 192.0.2.11;\n'
+        '  option host-name "lab2";\n  option domain-name "b.example c.example";\n}\n')
+    leases = read_dhcp_leases(tmp_path, {2: "eno1", 3: "enp3s0f0"})
+    assert leases == {"eno1": {"hostname": "lab1", "domain": "lab.example"},
+                      "enp3s0f0": {"hostname": "lab2", "domain": "b.example"}}
+    assert read_dhcp_leases(tmp_path / "nothing", {}) == {}
+
+
+def test_installer_refuses_zfs_and_btrfs_plans_for_now(write_answer: Any, lab: Machine) -> None:
+    from appliance.answer import require_installable
+
+    require_installable(plan_for(write_answer, lab))  # ext4: fine
+    plan = plan_for(write_answer, lab, disk_setup__filesystem="btrfs",
+                    disk_setup__disk_list=["sda", "sdb"], disk_setup__btrfs={"raid": "raid1"})
+    with pytest.raises(AnswerError) as exc:
+        require_installable(plan)
+    assert exc.value.key == "disk-setup.btrfs.raid"
+    assert "btrfs (RAID1) is not supported by the installer yet" in exc.value.reason
+
+
+def test_this_machine_agrees_with_hardware_detection() -> None:
+    from appliance.answer import this_machine
+    from appliance.hw import detect
+
+    report = detect()
+    assert report.inventory is not None
+    m = this_machine()
+    assert m.hvm_supported is report.accelerated
+    assert [d.devnode for d in m.disks] == [d.devnode for d in report.inventory.install_targets]
+    assert sorted(n.name for n in m.nics) == sorted(n.name for n in report.inventory.nics)
+    assert all(d.size_bytes is not None for d in m.disks)
+
+
+def test_same_disk_under_two_names_is_a_duplicate(write_answer: Any, lab: Machine) -> None:
+    err = refused(write_answer, lab, disk_setup__filesystem="zfs",
+                  disk_setup__disk_list=["sda", "/dev/sda"], disk_setup__zfs={"raid": "raid1"})
+    assert err.key == "disk-setup.disk-list[1]" and "duplicate" in err.reason
+
+
+def test_static_network_without_a_filter_uses_the_default_route_nic(
+        write_answer: Any, lab: Machine) -> None:
+    static = {"network__source": "from-answer", "network__cidr": "192.0.2.5/24",
+              "network__gateway": "192.0.2.1", "network__dns": "192.0.2.53"}
+    n = plan_for(write_answer, lab, **static).network
+    assert (n.source, n.device, n.cidr) == ("from-answer", "eno1", "192.0.2.5/24")
+    offline = dataclasses.replace(lab, gateway4=None)
+    assert plan_for(write_answer, offline, **static).network.device == "eno1"  # lowest index
