@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("appliance.install")
 
+ANSWER_DIR = Path("/run")  # where the interactive dialog writes its answer
+
 
 def detect_report() -> Report:
     from appliance.hw import detect
@@ -180,27 +182,28 @@ def ask(prompt: str, default: str = "", choices: list[str] | None = None) -> str
         return value
 
 
-def interactive(console: Console, report: Report | None = None) -> Path:
+def interactive(console: Console, machine: dict[str, Any] | None = None) -> Path:
     """The text-mode dialog on the console. It writes an answer file, which
-    then goes through the same validation and resolution as any other."""
+    then goes through the same validation and resolution as any other.
+    `machine`: a detection report as JSON (`appliance detect --json`);
+    default: this machine's."""
     import tomli_w
 
-    report = report or detect_report()
+    machine = machine or detect_report().to_json()
     print("\n== appliance installer ==\n")
-    print(f"hardware: {report.verdict}")
-    if not report.accelerated:
+    print(f"hardware: {machine['verdict']}")
+    if not machine["accelerated"]:
         print("WARNING: this machine cannot run VMs with hardware virtualization "
               "(containers still work).")
-    disks = report.inventory.install_targets if report.inventory else []
+    disks = [d for d in machine.get("disks") or [] if d.get("install_target")]
     if not disks:
         raise InstallError("no disk to install on (no install-target disk found)")
     print("\ndisks:")
     names = []
     for d in disks:
-        dj: dict[str, Any] = d.to_json()
-        names.append(str(dj["name"]))
-        print(f"  {dj['name']:10} {dj.get('size_bytes', 0) / 2**30:8.1f} GiB  "
-              f"{dj.get('model') or ''} {dj.get('serial') or ''}")
+        names.append(str(d["name"]))
+        print(f"  {d['name']:10} {(d.get('size_bytes') or 0) / 2**30:8.1f} GiB  "
+              f"{d.get('model') or ''} {d.get('serial') or ''}")
     disk = ask("install on disk", names[0], names)
     fs = ask("root file system", "ext4", ["ext4", "xfs"])
     fqdn = ask("host name (fully qualified, e.g. pve1.example.com)", "appliance.localdomain")
@@ -223,7 +226,7 @@ def interactive(console: Console, report: Report | None = None) -> Path:
         "network": network,
         "disk-setup": {"filesystem": fs, "disk-list": [disk]},
     }
-    fd, name = tempfile.mkstemp(prefix="appliance-answer-", suffix=".toml", dir="/run")
+    fd, name = tempfile.mkstemp(prefix="appliance-answer-", suffix=".toml", dir=ANSWER_DIR)
     with os.fdopen(fd, "w") as f:
         f.write(tomli_w.dumps(answer))
     return Path(name)

@@ -135,21 +135,43 @@ def configure(target: Path, plan: Plan, root_uuid: str, esp_uuid: str, swap_uuid
         key.unlink()
 
 
+PREBUILT_INITRD = "usr/lib/appliance/initrd"  # made at build time (installed-initrd.sh)
+UPDATE_CONF = "etc/initramfs-tools/update-initramfs.conf"
+
+
 def finish(target: Path) -> None:
     """Inside the target: drop live-only packages and the installer unit,
-    new SSH host keys, a new initramfs (LVM root, no live-boot)."""
+    new SSH host keys, the initramfs without live-boot. The image carries
+    that initramfs prebuilt; only without it is one made here (slow)."""
     with mounts.chroot_env(target):
         def chroot(*argv: str, what: str) -> None:
             run(["chroot", str(target), "/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
                  "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive", *argv], what=what)
 
+        prebuilt = sorted((target / PREBUILT_INITRD).glob("initrd.img-*"))
         installed = [p for p in LIVE_PACKAGES
                      if (target / f"var/lib/dpkg/info/{p}.list").exists()]
         if installed:
-            chroot("dpkg", "--purge", *installed, what="removing the live-boot packages")
+            conf = target / UPDATE_CONF
+            saved = conf.read_text() if conf.exists() else None
+            if prebuilt:
+                # initramfs-tools' dpkg trigger would rebuild it: not needed.
+                write(conf, "update_initramfs=no\n")
+            try:
+                chroot("dpkg", "--purge", *installed, what="removing the live-boot packages")
+            finally:
+                if saved is not None:
+                    write(conf, saved)
+                elif prebuilt:
+                    conf.unlink()
+        for p in prebuilt:
+            os.replace(p, target / "boot" / p.name)
+        if prebuilt:
+            (target / PREBUILT_INITRD).rmdir()
+        else:
+            chroot("update-initramfs", "-u", "-k", "all", what="update-initramfs")
         if (target / "etc/systemd/system" / INSTALLER_UNIT).exists():
             run(["systemctl", f"--root={target}", "disable", INSTALLER_UNIT],
                 what=f"disabling {INSTALLER_UNIT}")
         if (target / "usr/bin/ssh-keygen").exists():
             chroot("ssh-keygen", "-A", what="generating SSH host keys")
-        chroot("update-initramfs", "-u", "-k", "all", what="update-initramfs")
