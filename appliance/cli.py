@@ -504,7 +504,8 @@ def cmd_prepare_iso(args: argparse.Namespace) -> int:
     from appliance.installer.prepare_iso import prepare
 
     out = prepare(Path(args.iso), Path(args.output), args.fetch_from,
-                  Path(args.answer) if args.answer else None, args.url, args.cert_fingerprint)
+                  Path(args.answer) if args.answer else None, args.url, args.cert_fingerprint,
+                  Path(args.on_first_boot) if args.on_first_boot else None)
     print(f"unattended installer ISO: {out}")
     return 0
 
@@ -534,7 +535,7 @@ def _add_install_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         description="Re-pack an installer ISO with xorriso (no rebuild) so it installs "
         "unattended: the answer on the ISO (--fetch-from iso --answer FILE), on a partition "
         "labelled APPLIANCE-AIS (--fetch-from partition), or from a URL (--fetch-from http "
-        "--url URL [--cert-fingerprint SHA256]).",
+        "--url URL [--cert-fingerprint SHA256]; without --url, from DHCP option 250).",
     )
     p.add_argument("iso", help="the installer ISO (appliance build installer)")
     p.add_argument("-o", "--output", required=True, help="the new ISO")
@@ -543,6 +544,8 @@ def _add_install_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--url", help="answer URL for --fetch-from http")
     p.add_argument("--cert-fingerprint", metavar="SHA256",
                    help="pin the HTTPS server's certificate (SHA-256, hex)")
+    p.add_argument("--on-first-boot", metavar="FILE",
+                   help="script for the answer's [first-boot] source = \"from-iso\"")
     p.set_defaults(func=cmd_prepare_iso)
 
 

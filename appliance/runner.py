@@ -123,3 +123,15 @@ def spawn(
                                     stderr=subprocess.STDOUT, env=full_env)
         except FileNotFoundError as e:
             raise ToolError(f"cannot run {argv[0]}: not found ({what or shlex.join(argv)})") from e
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """End a spawned command: SIGTERM, then SIGKILL after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Build benchmark: `appliance build` of host.toml against the same work done
-by a plain `mmdebstrap ... && mksquashfs ...` pipeline, in the same run.
+by a plain `mmdebstrap ... && mksquashfs ...` pipeline, in the same run (the
+recipe's `run` steps as mmdebstrap customize hooks, its `appliance` step by
+the same wheel build; the small file/service steps are left out of the
+baseline, which favours the baseline).
 
 Prints:
   cold ratio  = cold appliance build / plain pipeline        (target <= 1.15)
@@ -12,6 +15,7 @@ Run as root from the checkout: .venv/bin/python bench/build.py [--recipe host]
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from appliance.engine import build as engine  # noqa: E402
 from appliance.recipe import loader  # noqa: E402
+from appliance.steps import appliance as appliance_step  # noqa: E402
 from appliance.steps import bootstrap  # noqa: E402
 
 
@@ -64,6 +69,17 @@ def main() -> int:
     ]
     if boot["include"]:
         argv.append("--include=" + ",".join(boot["include"]))
+    # The same work as the recipe's `run` steps (e.g. host.toml's prebuilt
+    # installed initramfs), as mmdebstrap customize hooks.
+    for step in recipe.steps:
+        if step.type == "run" and step.options.get("script"):
+            script = recipe.templates_dir / str(step.options["script"])
+            argv += [f"--customize-hook=copy-in {script} /tmp",
+                     f'--customize-hook=chroot "$1" /tmp/{script.name}',
+                     f'--customize-hook=rm "$1/tmp/{script.name}"']
+        elif step.type == "run" and step.options.get("commands"):
+            argv += [f"--customize-hook=chroot \"$1\" /bin/sh -c {shlex.quote(c)}"
+                     for c in step.options["commands"]]  # type: ignore[attr-defined]
     argv += [boot["suite"], str(plain_tree), *bootstrap.sources(boot)]
     env = {"SOURCE_DATE_EPOCH": str(recipe.source_date_epoch),
            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -71,6 +87,9 @@ def main() -> int:
     def plain() -> None:
         subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
+        if any(step.type == "appliance" for step in recipe.steps):
+            # the same wheel build and unpacking as the `appliance` step
+            appliance_step.install(plain_tree, work, list(appliance_step.DATA_DIRS))
         subprocess.run(["mksquashfs", str(plain_tree), str(work / "plain.squashfs"), "-noappend",
                         "-quiet", "-no-progress", "-comp", "zstd", "-Xcompression-level",
                         str(squash["compression-level"]), "-b", squash["block-size"]],

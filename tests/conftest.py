@@ -14,7 +14,13 @@ DATA = Path(__file__).resolve().parent / "data"
 
 @pytest.fixture(scope="session")
 def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One step cache for the whole test run (shared by all real builds)."""
+    """One step cache for the whole test run (shared by all real builds).
+    APPLIANCE_TEST_CACHE=DIR reuses a cache across runs (while developing;
+    CI always starts empty)."""
+    keep = os.environ.get("APPLIANCE_TEST_CACHE")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        return Path(keep)
     return tmp_path_factory.mktemp("cache")
 
 

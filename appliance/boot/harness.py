@@ -15,7 +15,7 @@ from typing import Any
 from appliance.boot import accel as accel_mod
 from appliance.boot import oracle, qemu
 from appliance.errors import BootError
-from appliance.runner import require_tools, spawn
+from appliance.runner import require_tools, spawn, stop
 
 log = logging.getLogger("appliance.boot")
 
@@ -108,13 +108,7 @@ def boot_test(image: Path, firmware: str = "bios", medium: str | None = None,
                 proc.wait(POWEROFF_GRACE)
                 powered_off = True
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
         vars_copy.unlink(missing_ok=True)
     with contextlib.suppress(FileNotFoundError):
         data = serial.read_bytes()

@@ -19,7 +19,7 @@ from pathlib import Path
 from appliance.boot import firmware as fw
 from appliance.boot import qemu
 from appliance.errors import BootError
-from appliance.runner import spawn
+from appliance.runner import spawn, stop
 
 OK = re.compile(rb"APPLIANCE-INSTALL: OK")
 FAILED = re.compile(rb"APPLIANCE-INSTALL: FAILED: ([^\r\n]*)[\r\n]")
@@ -106,12 +106,6 @@ def run_installer(iso: Path, disks: list[Disk], firmware: str = "uefi",
         if not ok and failure is None:
             failure = f"QEMU exited ({proc.returncode}) without an installer verdict"
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
         vars_copy.unlink(missing_ok=True)
     return InstallRun(ok, failure, round(time.monotonic() - t0, 1), exited, serial, argv)

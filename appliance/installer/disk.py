@@ -12,13 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import parted  # type: ignore[import-untyped]
-
 from appliance.errors import ApplianceError
 from appliance.installer.layout import BIOS_BOOT, VG_NAME, Layout, MiB
+from appliance.outputs.disk import Layout as DiskLayout
+from appliance.outputs.disk import partition
 from appliance.runner import run
-
-SECTOR = 512
 
 
 class DiskError(ApplianceError):
@@ -87,25 +85,13 @@ def _settle(paths: list[str], timeout: float = 30) -> None:
 
 
 def write_gpt(disk: str, layout: Layout) -> tuple[int, int]:
-    """BIOS boot, ESP, LVM partitions with pyparted. Returns the BIOS boot
-    partition's (start, length) in bytes."""
-    dev = parted.getDevice(disk)
-    table = parted.freshDisk(dev, "gpt")
-    start = MiB
-    spans = (("bios", BIOS_BOOT), ("esp", layout.esp), ("lvm", layout.pv))
-    for name, length in spans:
-        geom = parted.Geometry(device=dev, start=start // SECTOR, length=length // SECTOR)
-        part = parted.Partition(disk=table, type=parted.PARTITION_NORMAL, geometry=geom)
-        table.addPartition(partition=part, constraint=parted.Constraint(exactGeom=geom))
-        part.set_name(name)
-        if name == "bios":
-            part.setFlag(parted.PARTITION_BIOS_GRUB)
-        elif name == "esp":
-            part.setFlag(parted.PARTITION_BOOT)
-        else:
-            part.setFlag(parted.PARTITION_LVM)
+    """BIOS boot, ESP, LVM partitions (pyparted, as the disk output does).
+    Returns the BIOS boot partition's (start, length) in bytes."""
+    parts, start = [], MiB
+    for name, length in (("bios", BIOS_BOOT), ("esp", layout.esp), ("lvm", layout.pv)):
+        parts.append((name, start, length))
         start += length
-    table.commit()
+    partition(Path(disk), DiskLayout(layout.disk, parts))
     return MiB, BIOS_BOOT
 
 

@@ -81,7 +81,11 @@ def to_plan(ip: InstallPlan, origin: str, offline: bool = False) -> Plan:
         network=Network(nic=n.device, mac=n.mac, dhcp=False, cidr=n.cidr, gateway=n.gateway,
                         dns=n.dns, interface_name=n.interface if n.interface != n.device
                         else None),
-        reboot_mode=ip.reboot_mode, reboot_on_error=ip.reboot_on_error, answer_source=origin)
+        reboot_mode=ip.reboot_mode, reboot_on_error=ip.reboot_on_error, answer_source=origin,
+        first_boot={k: v for k, v in (("source", fb.source), ("ordering", fb.ordering),
+                                      ("url", fb.url), ("cert-fingerprint", fb.cert_fingerprint))
+                    if v} if (fb := ip.first_boot).enabled else None,
+        webhook=(ip.webhook.url, ip.webhook.cert_fingerprint) if ip.webhook else None)
 
 
 def plan_from_answer(answer_file: Path, console: Console, origin: str,

@@ -42,6 +42,10 @@ class Plan:
     reboot_mode: str = "reboot"  # reboot | power-off
     reboot_on_error: bool = False
     answer_source: str = ""
+    # [first-boot]: {"source", "ordering", "url", "cert-fingerprint"}, or None
+    first_boot: dict[str, str] | None = None
+    # [post-installation-webhook]: (url, pinned certificate fingerprint)
+    webhook: tuple[str, str | None] | None = None
 
     @property
     def hostname(self) -> str:

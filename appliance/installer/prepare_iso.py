@@ -1,7 +1,8 @@
 """`appliance prepare-iso`: make an installer ISO unattended, without
 rebuilding it. xorriso re-packs the ISO (boot records replayed as they were)
 with /appliance/auto-install.toml saying where the answer comes from, and the
-answer itself at /appliance/answer.toml when it travels on the ISO. GRUB on
+answer itself at /appliance/answer.toml when it travels on the ISO, and a
+first-boot script at /appliance/first-boot ([first-boot] source = "from-iso"). GRUB on
 the ISO boots the install entry at once when auto-install.toml is there."""
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def validate_answer(answer: Path) -> None:
 
 
 def prepare(iso: Path, out: Path, fetch_from: str, answer: Path | None = None,
-            url: str | None = None, fingerprint: str | None = None) -> Path:
+            url: str | None = None, fingerprint: str | None = None,
+            on_first_boot: Path | None = None) -> Path:
     if fetch_from not in MODES:
         raise PrepareError(f"--fetch-from {fetch_from}: expected one of {', '.join(MODES)}")
     if not iso.is_file():
@@ -45,8 +47,8 @@ def prepare(iso: Path, out: Path, fetch_from: str, answer: Path | None = None,
     elif answer is not None:
         validate_answer(answer)  # checked, but it is fetched at install time, not embedded
     if fetch_from == "http":
-        if not url or not url.startswith(("http://", "https://")):
-            raise PrepareError("--fetch-from http needs --url http(s)://...")
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise PrepareError(f"--url {url}: not an http(s) URL")
     elif url:
         raise PrepareError("--url is only for --fetch-from http")
     config: dict[str, str] = {"fetch-from": fetch_from}
@@ -68,6 +70,10 @@ def prepare(iso: Path, out: Path, fetch_from: str, answer: Path | None = None,
         maps = ["-map", str(auto), "/appliance/auto-install.toml"]
         if fetch_from == "iso" and answer is not None:
             maps += ["-map", str(answer), "/appliance/answer.toml"]
+        if on_first_boot is not None:
+            if not on_first_boot.is_file():
+                raise PrepareError(f"--on-first-boot {on_first_boot}: no such file")
+            maps += ["-map", str(on_first_boot), "/appliance/first-boot"]
         try:
             run(["xorriso", "-indev", str(iso), "-outdev", str(partial),
                  "-boot_image", "any", "replay", *maps, "-end"],

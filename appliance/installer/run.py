@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from appliance.errors import ApplianceError
-from appliance.installer import bootloader, disk, layout, target
+from appliance.installer import bootloader, disk, hooks, layout, target
 from appliance.installer.plan import Plan
 from appliance.runner import run
 
@@ -106,6 +106,8 @@ def install(plan: Plan, console: Console, squashfs: Path = SQUASHFS,
     if not squashfs.is_file():
         raise InstallError(f"{squashfs} not found: `appliance install` runs on the live "
                            "installer system, which carries the system to install")
+    # Fetched before the disk is touched: a missing hook stops the install early.
+    first_boot = hooks.first_boot_script(plan)
     steps = 6
     console.say(f"[1/{steps}] partitioning {plan.disk}: {plan.layout.describe()}")
     vols = disk.prepare(plan.disk, plan.layout, plan.filesystem)
@@ -114,17 +116,32 @@ def install(plan: Plan, console: Console, squashfs: Path = SQUASHFS,
         with mounted(vols.root, target_dir) as tgt:
             efi = tgt / "boot/efi"
             with mounted(vols.esp, efi, "umask=0077"):
-                console.say(f"[2/{steps}] copying the system from {squashfs.name}")
-                copy_system(squashfs, tgt,
-                            lambda pct: console.say(f"      copying the system: {pct}%"))
-                console.say(f"[3/{steps}] configuring {plan.fqdn}")
-                target.configure(tgt, plan, root_uuid, disk.fs_uuid(vols.esp),
-                                 disk.fs_uuid(vols.swap))
-                console.say(f"[4/{steps}] removing live-only packages, new initramfs")
-                target.finish(tgt)
-                console.say(f"[5/{steps}] boot loader (BIOS and UEFI) on {plan.disk}")
-                bootloader.install(tgt, vols, root_uuid)
-                console.say(f"[6/{steps}] saving the install log")
+                try:
+                    console.say(f"[2/{steps}] copying the system from {squashfs.name}")
+                    copy_system(squashfs, tgt,
+                                lambda pct: console.say(f"      copying the system: {pct}%"))
+                    console.say(f"[3/{steps}] configuring {plan.fqdn}")
+                    target.configure(tgt, plan, root_uuid, disk.fs_uuid(vols.esp),
+                                     disk.fs_uuid(vols.swap))
+                    console.say(f"[4/{steps}] removing live-only packages, new initramfs")
+                    target.finish(tgt)
+                    if first_boot is not None:
+                        hooks.install_first_boot(tgt, plan, first_boot)
+                        console.say("      first-boot hook installed "
+                                    f"({plan.first_boot['ordering'] if plan.first_boot else ''})")
+                    console.say(f"[5/{steps}] boot loader (BIOS and UEFI) on {plan.disk}")
+                    bootloader.install(tgt, vols, root_uuid)
+                    console.say(f"[6/{steps}] saving the install log")
+                except BaseException as e:
+                    log.error("install failed: %s", e)
+                    # Where possible the log stays on the target too.
+                    with contextlib.suppress(OSError):
+                        save_log(tgt)
+                        console.say(f"the install log is also on {plan.disk}: {TARGET_LOG} "
+                                    "on the root volume")
+                    raise
+                if plan.webhook is not None:
+                    console.say(hooks.post_webhook(plan, tgt))
                 save_log(tgt)
                 run(["sync"], what="sync")
     finally:

@@ -6,9 +6,11 @@ The kernel command line decides (`appliance.answer=iso|partition|http|<URL>`,
 neither, the install is interactive.
 
 - iso:       /appliance/answer.toml on the installer medium
-- partition: answer.toml on a file system labelled APPLIANCE-AIS (FAT or ext4;
-             the label in any case), mounted read-only
-- http:      POST of this machine's MACs and DMI data (JSON) to the URL, which
+- partition: answer.toml on a file system labelled APPLIANCE-AIS (ext4 and
+             others; APPL-AIS on FAT, whose labels have 11 characters at
+             most; any case), mounted read-only
+- http:      POST of this machine's MACs and DMI data (JSON) to the URL (from
+             the command line, the ISO, or DHCP option 250), which
              answers with the answer file; HTTPS certificates are checked
              against a pinned SHA-256 fingerprint when one is given
 """
@@ -38,6 +40,9 @@ log = logging.getLogger("appliance.install")
 
 LIVE_MEDIUM = Path("/run/live/medium")
 PARTITION_LABEL = "APPLIANCE-AIS"
+# FAT volume labels have at most 11 characters: there it is APPL-AIS.
+FAT_LABEL = "APPL-AIS"
+LABELS = (PARTITION_LABEL, FAT_LABEL)
 MODES = ("iso", "partition", "http")
 FINGERPRINT = re.compile(r"[0-9a-fA-F]{2}(:?[0-9a-fA-F]{2}){31}")
 
@@ -88,9 +93,6 @@ def decide(cmdline: str, medium: Path = LIVE_MEDIUM) -> Fetch:
         if value not in MODES:
             raise SourceError(f"kernel command line: appliance.answer={value}: expected one of "
                               f"{', '.join(MODES)} or an http(s) URL")
-        if value == "http":
-            raise SourceError("kernel command line: appliance.answer=http needs the URL "
-                              "itself: appliance.answer=https://...")
         return Fetch(value, None, fp, "kernel command line")
     auto = medium / "appliance/auto-install.toml"
     if auto.is_file():
@@ -108,8 +110,9 @@ def read_auto_install(path: Path) -> dict[str, str]:
     if mode not in MODES:
         raise SourceError(f"{path}: fetch-from: expected one of {', '.join(MODES)}, "
                           f"got {mode!r}")
-    if mode == "http" and not str(data.get("url", "")).startswith(("http://", "https://")):
-        raise SourceError(f"{path}: url: fetch-from = \"http\" needs an http(s) URL")
+    url = data.get("url")
+    if mode == "http" and url is not None and not str(url).startswith(("http://", "https://")):
+        raise SourceError(f"{path}: url: {url!r} is not an http(s) URL")
     fp = data.get("cert-fingerprint")
     if fp is not None:
         data["cert-fingerprint"] = normalize_fingerprint(str(fp), f"{path}: cert-fingerprint")
@@ -124,22 +127,27 @@ def from_iso(medium: Path = LIVE_MEDIUM) -> tuple[bytes, str]:
         raise SourceError(f"no answer on the installer medium: {path}: {e.strerror}") from None
 
 
-def find_labelled(label: str = PARTITION_LABEL) -> list[str]:
-    """Block devices whose file system label is `label` (any case)."""
-    out = run(["blkid", "-o", "export"], what="blkid", capture=True, check=False)
+def labelled(blkid_export: str) -> list[str]:
+    """Devices in `blkid -o export` output whose label is one of LABELS (any case)."""
     found, dev = [], None
-    for line in out.stdout.decode(errors="replace").splitlines():
+    for line in blkid_export.splitlines():
         if line.startswith("DEVNAME="):
             dev = line.split("=", 1)[1]
-        elif line.startswith("LABEL=") and dev and line.split("=", 1)[1].upper() == label:
+        elif line.startswith("LABEL=") and dev and line.split("=", 1)[1].upper() in LABELS:
             found.append(dev)
     return found
+
+
+def find_labelled() -> list[str]:
+    out = run(["blkid", "-o", "export"], what="blkid", capture=True, check=False)
+    return labelled(out.stdout.decode(errors="replace"))
 
 
 def from_partition() -> tuple[bytes, str]:
     devices = find_labelled()
     if not devices:
-        raise SourceError(f"no file system labelled {PARTITION_LABEL} found (looked with blkid)")
+        raise SourceError(f"no file system labelled {PARTITION_LABEL} (or {FAT_LABEL} on FAT) "
+                          "found (looked with blkid)")
     if len(devices) > 1:
         raise SourceError(f"{len(devices)} file systems are labelled {PARTITION_LABEL} "
                           f"({', '.join(devices)}); leave exactly one attached")
@@ -232,7 +240,8 @@ def from_http(url: str, fingerprint: str | None, identity: dict[str, Any],
         except (OSError, http.client.HTTPException) as e:
             last = e
             log.info("fetching %s (attempt %d): %s", url, attempt + 1, e)
-            time.sleep(min(2 ** attempt, 10))
+            if attempt + 1 < attempts:
+                time.sleep(min(2 ** attempt, 10))
             continue
         if resp.status != 200:
             raise SourceError(f"{url} answered {resp.status} {resp.reason}")
@@ -262,6 +271,27 @@ def _check_fingerprint(conn: http.client.HTTPConnection, fingerprint: str, url: 
                           f"not the pinned {fingerprint}; refusing its answer")
 
 
+LEASES = Path("/var/lib/dhcp")
+LEASE_OPTION = re.compile(r'option appliance-answer-(url|fingerprint) "([^"]*)";')
+
+
+def from_dhcp_leases(leases: Path | None = None) -> tuple[str, str | None] | None:
+    """The answer URL (and certificate fingerprint) a DHCP server sent
+    (options 250/251, see /etc/dhcp/dhclient.conf), from the newest lease."""
+    found: dict[str, str] = {}
+    files = sorted((leases or LEASES).glob("dhclient*.leases"), key=lambda p: p.stat().st_mtime)
+    for f in files:
+        with contextlib.suppress(OSError):
+            for lease in f.read_text(errors="replace").split("lease {")[1:]:
+                opts = dict(LEASE_OPTION.findall(lease))
+                if "url" in opts:
+                    found = opts
+    if "url" not in found:
+        return None
+    fp = found.get("fingerprint")
+    return found["url"], normalize_fingerprint(fp, "DHCP option 251") if fp else None
+
+
 def fetch(how: Fetch, medium: Path = LIVE_MEDIUM) -> tuple[bytes, str]:
     """The answer file's bytes and where they came from."""
     if how.mode == "iso":
@@ -269,9 +299,17 @@ def fetch(how: Fetch, medium: Path = LIVE_MEDIUM) -> tuple[bytes, str]:
     if how.mode == "partition":
         return from_partition()
     if how.mode == "http":
-        if not how.url:
-            raise SourceError(f"{how.origin}: http mode without a URL")
-        return from_http(how.url, how.fingerprint, machine_identity())
+        url, fingerprint = how.url, how.fingerprint
+        if not url:
+            dhcp = from_dhcp_leases()
+            if dhcp is None:
+                raise SourceError(
+                    f"{how.origin}: fetch the answer over HTTP, but from where? No URL was "
+                    "given (appliance.answer=https://...) and no DHCP server sent one "
+                    "(option 250)")
+            url, fingerprint = dhcp[0], fingerprint or dhcp[1]
+            log.info("answer URL from DHCP: %s", url)
+        return from_http(url, fingerprint, machine_identity())
     raise SourceError("no answer source configured")
 
 

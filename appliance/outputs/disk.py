@@ -203,7 +203,9 @@ def write(ctx: OutputContext) -> list[Path]:
 
 
 def partition(image: Path, lay: Layout) -> None:
-    """Write the GPT with pyparted: BIOS boot, ESP, Linux root."""
+    """Write the GPT with pyparted: BIOS boot, ESP, then Linux root (or an
+    LVM physical volume, the installer's layout). Works on image files and
+    on block devices alike."""
     dev = parted.getDevice(str(image))
     disk = parted.freshDisk(dev, "gpt")
     for name, start, length in lay.parts:
@@ -215,6 +217,8 @@ def partition(image: Path, lay: Layout) -> None:
             part.setFlag(parted.PARTITION_BIOS_GRUB)
         elif name == "esp":
             part.setFlag(parted.PARTITION_BOOT)  # on GPT: the EFI system partition type
+        elif name == "lvm":
+            part.setFlag(parted.PARTITION_LVM)
     disk.commit()
 
 

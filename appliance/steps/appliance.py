@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance import paths
-from appliance.engine.context import StepContext
+from appliance.engine.context import StepContext, resolve_in_tree
+from appliance.errors import BuildError
 from appliance.recipe.model import Recipe
 from appliance.recipe.schema import Option, OptionError, Table, string_list
 from appliance.steps import _common
@@ -95,8 +96,16 @@ def _tree_python(ctx: StepContext) -> str:
 
 def run(ctx: StepContext) -> None:
     _tree_python(ctx)
+    try:
+        install(ctx.tree, ctx.scratch, list(ctx.options["data"]))  # type: ignore[call-overload]
+    except BuildError as e:
+        ctx.fail(str(e))
+
+
+def install(tree: Path, scratch: Path, data: list[str]) -> None:
+    """Build the wheel and unpack it (and the data directories) into `tree`."""
     root = project_root()
-    with tempfile.TemporaryDirectory(dir=ctx.scratch) as tmp:
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         src, out = Path(tmp, "src"), Path(tmp, "wheel")
         for f in _files(root, SOURCES):
             dest = src / f.relative_to(root)
@@ -108,22 +117,22 @@ def run(ctx: StepContext) -> None:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
         if proc.returncode != 0:
             tail = proc.stdout.decode(errors="replace").strip().splitlines()[-15:]
-            ctx.fail("building the appliance wheel failed:\n" + "\n".join(tail))
+            raise BuildError("building the appliance wheel failed:\n" + "\n".join(tail))
         wheels = sorted(out.glob("appliance-*.whl"))
         if len(wheels) != 1:
-            ctx.fail(f"expected one appliance wheel, pip wrote {[w.name for w in wheels]}")
-        site = ctx.path("/usr/lib/python3/dist-packages")
+            raise BuildError(f"expected one appliance wheel, pip wrote {[w.name for w in wheels]}")
+        site = resolve_in_tree(tree, "/usr/lib/python3/dist-packages")
         site.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(wheels[0]) as whl:
             for name in whl.namelist():
-                if ".data/" in name.split("/", 1)[0] + "/":
-                    ctx.fail(f"the wheel carries {name}: data files are not supported")
+                if name.split("/", 1)[0].endswith(".data"):
+                    raise BuildError(f"the wheel carries {name}: data files are not supported")
             whl.extractall(site)
-    script = ctx.path("/usr/bin/appliance")
+    script = resolve_in_tree(tree, "/usr/bin/appliance")
     script.write_text(SCRIPT)
     script.chmod(0o755)
-    share = ctx.path("/usr/share/appliance")
-    for d in ctx.options["data"]:  # type: ignore[attr-defined]
+    share = resolve_in_tree(tree, "/usr/share/appliance")
+    for d in data:
         if (root / d).is_dir():
             shutil.copytree(root / d, share / d, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

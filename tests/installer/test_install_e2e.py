@@ -59,8 +59,8 @@ def test_uefi_install_selects_second_disk_by_serial_and_boots(
 
     with mounted_lv(target) as root:
         assert (root / "etc/hostname").read_text() == "pve-e2e\n"
-        shadow_root = (root / "etc/shadow").read_text().splitlines()[0]
-        assert shadow_root.split(":")[1] == root_hash
+        shadow = [line.split(":") for line in (root / "etc/shadow").read_text().splitlines()]
+        assert [f[1] for f in shadow if f[0] == "root"] == [root_hash]
         assert (root / "root/.ssh/authorized_keys").read_text() == SSH_KEY + "\n"
         assert (root / "var/log/appliance-install.log").stat().st_size > 0
         assert not list((root / "var/lib/dpkg/info").glob("live-boot*.list")), \
@@ -75,11 +75,13 @@ def test_uefi_install_selects_second_disk_by_serial_and_boots(
 
 
 def ais_partition(tmp: Path, answer_file: Path) -> Path:
-    """A small disk with a FAT file system labelled APPLIANCE-AIS holding answer.toml."""
+    """A small disk with an ext4 file system labelled APPLIANCE-AIS holding answer.toml."""
+    content = tmp / "ais"
+    content.mkdir()
+    (content / "answer.toml").write_bytes(answer_file.read_bytes())
     img = blank_disk(tmp / "ais.img", 64 << 20)
-    subprocess.run(["mkfs.vfat", "-n", "APPLIANCE-AIS", str(img)], check=True,
-                   capture_output=True)
-    subprocess.run(["mcopy", "-i", str(img), str(answer_file), "::/answer.toml"], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "APPLIANCE-AIS", "-d", str(content),
+                    str(img)], check=True, capture_output=True)
     return img
 
 

@@ -40,7 +40,6 @@ def test_no_answer_means_interactive(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("cmdline", "message"), [
     ("appliance.answer=floppy", "expected one of iso, partition, http"),
-    ("appliance.answer=http", "needs the URL itself"),
     ("appliance.answer=iso appliance.answer-fingerprint=xyz", "not a SHA-256 fingerprint"),
 ])
 def test_bad_cmdline_is_named(tmp_path: Path, cmdline: str, message: str) -> None:
@@ -51,8 +50,8 @@ def test_bad_cmdline_is_named(tmp_path: Path, cmdline: str, message: str) -> Non
 def test_bad_auto_install_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "appliance").mkdir()
     auto = tmp_path / "appliance/auto-install.toml"
-    auto.write_text('fetch-from = "http"\n')
-    with pytest.raises(SourceError, match=r"auto-install.toml: url: .* needs an http\(s\) URL"):
+    auto.write_text('fetch-from = "http"\nurl = "ftp://x/a"\n')
+    with pytest.raises(SourceError, match=r"auto-install.toml: url: 'ftp://x/a' is not an http"):
         source.decide("", tmp_path)
 
 
@@ -124,3 +123,52 @@ def test_machine_identity_lists_physical_nics_and_dmi(tmp_path: Path) -> None:
     ident = source.machine_identity(tmp_path)
     assert ident == {"network_interfaces": [{"name": "eth0", "mac": "52:54:00:12:34:56"}],
                      "dmi": {"product_serial": "SRV-42"}}
+
+
+@pytest.mark.parametrize(("mkfs", "label"), [
+    (["mkfs.ext4", "-q", "-F", "-L", "APPLIANCE-AIS"], "APPLIANCE-AIS"),
+    (["mkfs.vfat", "-n", "APPL-AIS"], "APPL-AIS"),
+    (["mkfs.vfat", "-n", "appl-ais"], "appl-ais"),
+])
+def test_answer_partition_labels_found_by_blkid(tmp_path: Path, mkfs: list[str],
+                                                label: str) -> None:
+    img = tmp_path / "ais.img"
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    subprocess.run([*mkfs, str(img)], check=True, capture_output=True)
+    out = subprocess.run(["blkid", "-o", "export", str(img)], capture_output=True, text=True,
+                         check=True).stdout
+    assert f"LABEL={label}" in out
+    assert source.labelled(out) == [str(img)]
+
+
+def test_other_labels_are_not_answer_partitions() -> None:
+    assert source.labelled("DEVNAME=/dev/sdb1\nLABEL=APPLIANCE\n\nDEVNAME=/dev/sdc1\n") == []
+
+
+LEASE = """lease {
+  interface "enp0s3";
+  fixed-address 10.0.2.15;
+  option routers 10.0.2.2;
+  option appliance-answer-url "https://10.0.2.100/answer";
+  option appliance-answer-fingerprint "%s";
+  renew 4 2026/11/26 02:15:01;
+}
+"""
+
+
+def test_answer_url_from_dhcp_lease(tmp_path: Path) -> None:
+    (tmp_path / "dhclient.enp0s3.leases").write_text(LEASE % ":".join(["AB"] * 32))
+    assert source.from_dhcp_leases(tmp_path) == ("https://10.0.2.100/answer", FP)
+
+
+def test_no_answer_url_in_leases(tmp_path: Path) -> None:
+    (tmp_path / "dhclient.enp0s3.leases").write_text("lease {\n  option routers 10.0.2.2;\n}\n")
+    assert source.from_dhcp_leases(tmp_path) is None
+
+
+def test_http_without_any_url_says_where_it_looked(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(source, "LEASES", tmp_path)
+    with pytest.raises(SourceError, match="no DHCP server sent one"):
+        source.fetch(source.decide("appliance.answer=http", tmp_path), tmp_path)
