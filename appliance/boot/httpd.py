@@ -1,4 +1,6 @@
-"""Answers ONE HTTP request on stdin/stdout with a file from a directory.
+"""Answers ONE HTTP request on stdin/stdout with a file from a directory
+(GET, HEAD, and POST, whose body is appended to `--bodies FILE`: an answer
+server for installer tests).
 
 QEMU's user network runs it for each guest connection to the netboot
 address (`guestfwd=tcp:IP:PORT-cmd:python3 -m appliance.boot.httpd DIR`),
@@ -17,11 +19,20 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def serve_one(root: Path, rfile: BinaryIO, wfile: BinaryIO, log: Path | None = None) -> int:
+def serve_one(root: Path, rfile: BinaryIO, wfile: BinaryIO, log: Path | None = None,
+              bodies: Path | None = None) -> int:
     request = rfile.readline(8192).decode("latin-1").split()
-    while rfile.readline(8192) not in (b"\r\n", b"\n", b""):
-        pass
-    if len(request) < 2 or request[0] not in ("GET", "HEAD"):
+    length = 0
+    while (line := rfile.readline(8192)) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdigit():
+            length = min(int(value.strip()), 1 << 20)
+    if len(request) >= 2 and request[0] == "POST":
+        body = rfile.read(length) if length else b""
+        if bodies is not None:
+            with open(bodies, "ab") as f:
+                f.write(body + b"\n")
+    if len(request) < 2 or request[0] not in ("GET", "HEAD", "POST"):
         wfile.write(b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         _log(log, f"400 {' '.join(request)[:200]}")
         return 400
@@ -35,7 +46,7 @@ def serve_one(root: Path, rfile: BinaryIO, wfile: BinaryIO, log: Path | None = N
     size = path.stat().st_size
     wfile.write(f"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n"
                 f"Content-Length: {size}\r\nConnection: close\r\n\r\n".encode())
-    if request[0] == "GET":
+    if request[0] in ("GET", "POST"):
         with open(path, "rb") as f:
             shutil.copyfileobj(f, wfile, 1 << 20)
     wfile.flush()
@@ -50,12 +61,13 @@ def _log(log: Path | None, line: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    log = None
-    if len(argv) == 3 and argv[0] == "--log":
-        log, argv = Path(argv[1]), argv[2:]
+    opts: dict[str, Path] = {}
+    while len(argv) >= 3 and argv[0] in ("--log", "--bodies"):
+        opts[argv[0]], argv = Path(argv[1]), argv[2:]
     if len(argv) != 1:
         return 2
-    code = serve_one(Path(argv[0]), sys.stdin.buffer, sys.stdout.buffer, log)
+    code = serve_one(Path(argv[0]), sys.stdin.buffer, sys.stdout.buffer, opts.get("--log"),
+                     opts.get("--bodies"))
     return 0 if code == 200 else 1
 
 

@@ -98,13 +98,10 @@ def write_gpt(disk: str, layout: Layout) -> tuple[int, int]:
 def prepare(disk: str, layout: Layout, filesystem: str) -> Volumes:
     """Wipe `disk`, partition it, make the LVM volumes and file systems."""
     check_block_device(disk)
+    release_old_vg(disk)
     busy = in_use(disk)
     if busy:
         raise DiskError(f"{disk} is in use, not touching it: {'; '.join(busy)}")
-    if Path(f"/dev/{VG_NAME}").exists():
-        raise DiskError(f"a volume group named {VG_NAME!r} is already active on this machine "
-                        "(another disk with an earlier install?); it is not on the target disk, "
-                        "so the installer will not remove it: detach that disk or rename the VG")
     run(["wipefs", "--all", "--force", disk], what=f"wipefs {disk}")
     bios_start, bios_len = write_gpt(disk, layout)
     bios, esp, pv = (partition_path(disk, n) for n in (1, 2, 3))
@@ -132,6 +129,32 @@ def prepare(disk: str, layout: Layout, filesystem: str) -> Volumes:
     else:
         run(["mkfs.ext4", "-q", "-F", "-L", "root", f"{lv}/root"], what="mkfs.ext4")
     return Volumes(disk, bios, esp, pv, f"{lv}/root", f"{lv}/swap", pool, bios_start, bios_len)
+
+
+def vg_members(vg: str = VG_NAME) -> list[str]:
+    """The physical volumes of volume group `vg` on this machine."""
+    out = run(["pvs", "--noheadings", "-o", "pv_name,vg_name"], what="pvs", capture=True,
+              check=False)
+    return [f[0] for f in (line.split() for line in out.stdout.decode().splitlines())
+            if len(f) == 2 and f[1] == vg]
+
+
+def release_old_vg(disk: str) -> None:
+    """An earlier install on the target disk left volume group VG_NAME (and
+    udev may have activated it): deactivate it so the disk can be wiped. The
+    same name on any other disk is not ours to touch: refuse."""
+    members = vg_members()
+    if not members:
+        return
+    name = os.path.basename(os.path.realpath(disk))
+    parts = {partition_path(f"/dev/{name}", n) for n in range(1, 129)} | {f"/dev/{name}"}
+    foreign = [m for m in members if os.path.realpath(m) not in parts]
+    if foreign:
+        raise DiskError(f"volume group {VG_NAME!r} already exists on {', '.join(foreign)}, "
+                        f"which is not the target disk {disk}; the installer does not touch "
+                        "it: detach that disk, or rename that volume group (vgrename)")
+    run(["vgchange", "-an", VG_NAME], what=f"deactivating the old {VG_NAME} volume group "
+        f"on {disk}")
 
 
 def fs_uuid(device: str) -> str:

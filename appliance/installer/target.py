@@ -129,6 +129,13 @@ def configure(target: Path, plan: Plan, root_uuid: str, esp_uuid: str, swap_uuid
           f'# Set by the installer from the answer ({plan.answer_source}).\n'
           f'mailto = "{plan.mailto}"\ncountry = "{plan.country}"\n'
           f'keyboard = "{plan.keyboard}"\n')
+    # lvm2-monitor (`vgchange --monitor y` for the data thin pool) runs early
+    # in boot, while udev's event-driven activation of the volume group may
+    # still be at work; on slow machines it then fails now and then. It is
+    # idempotent: try again rather than leave the system degraded.
+    write(target / "etc/systemd/system/lvm2-monitor.service.d/appliance.conf",
+          "# written by the appliance installer\n[Unit]\nStartLimitIntervalSec=120\n"
+          "StartLimitBurst=5\n\n[Service]\nRestart=on-failure\nRestartSec=3\n")
     # Each installed machine gets its own identity.
     write(target / "etc/machine-id", "")
     for key in (target / "etc/ssh").glob("ssh_host_*"):

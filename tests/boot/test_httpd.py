@@ -35,4 +35,14 @@ def test_never_serves_outside_the_directory(tmp_path: Path) -> None:
 
 
 def test_rejects_other_methods(tmp_path: Path) -> None:
-    assert ask(tmp_path, b"POST / HTTP/1.1\r\n\r\n")[0] == 400
+    assert ask(tmp_path, b"DELETE / HTTP/1.1\r\n\r\n")[0] == 400
+
+
+def test_post_answers_with_the_file_and_keeps_the_body(tmp_path: Path) -> None:
+    (tmp_path / "answer").write_bytes(b"[global]\n")
+    bodies = tmp_path / "bodies"
+    out = io.BytesIO()
+    req = b'POST /answer HTTP/1.1\r\nContent-Length: 9\r\n\r\n{"a": 1}\n'
+    assert serve_one(tmp_path, io.BytesIO(req), out, None, bodies) == 200
+    assert out.getvalue().endswith(b"\r\n\r\n[global]\n")
+    assert bodies.read_bytes() == b'{"a": 1}\n\n'

@@ -7,13 +7,11 @@ through a guestfwd)."""
 
 from __future__ import annotations
 
-import http.server
+import json
 import re
 import subprocess
-import threading
-from collections.abc import Iterator
+import sys
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
@@ -109,44 +107,28 @@ def test_bios_install_answer_from_partition_static_network(
     assert "vmbr0=10.0.2.77/24" in ipv4.split(","), ipv4
 
 
-class AnswerServer(http.server.BaseHTTPRequestHandler):
-    answer = b""
-    posted: ClassVar[list[bytes]] = []
-
-    def do_POST(self) -> None:
-        AnswerServer.posted.append(self.rfile.read(int(self.headers["Content-Length"])))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/toml")
-        self.end_headers()
-        self.wfile.write(AnswerServer.answer)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def answer_server() -> Iterator[int]:
-    srv = http.server.HTTPServer(("127.0.0.1", 0), AnswerServer)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv.server_address[1]
-    srv.shutdown()
-
-
 def test_install_with_answer_over_http_through_guestfwd_only(
-        installer_iso: Path, tmp_path: Path, root_hash: str, answer_server: int) -> None:
+        installer_iso: Path, tmp_path: Path, root_hash: str) -> None:
+    """The answer server is appliance.boot.httpd, run by QEMU for each guest
+    connection to 10.0.2.100:80 (guestfwd -cmd:): no socket listens on the
+    host, nothing leaves the machine."""
     target = blank_disk(tmp_path / "target.img", 8 * GiB)
-    AnswerServer.answer = answer(tmp_path, 'disk-list = ["vda"]', root_hash=root_hash,
-                                 fqdn="pve-http.example.test").read_bytes()
+    served = tmp_path / "served"
+    served.mkdir()
+    answer(served, 'disk-list = ["vda"]', root_hash=root_hash, fqdn="pve-http.example.test",
+           name="answer")
+    bodies = tmp_path / "posted.jsonl"
     iso = prepare(installer_iso, tmp_path / "auto.iso", "http",
                   url="http://10.0.2.100/answer")
-    fwd = f",guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:{answer_server}"
-    run = run_installer(iso, [Disk(target, "HTTPDISK")], firmware="bios", nic=fwd,
-                        workdir=tmp_path)
+    serve = (f"{sys.executable} -m appliance.boot.httpd --log {tmp_path / 'http.log'} "
+             f"--bodies {bodies} {served}")
+    run = run_installer(iso, [Disk(target, "HTTPDISK")], firmware="bios",
+                        nic=f",guestfwd=tcp:10.0.2.100:80-cmd:{serve}", workdir=tmp_path)
     print(f"install (answer over HTTP): {run.seconds}s")
     assert run.ok, f"{run.failure}\n{show(run.text())}"
-    assert AnswerServer.posted, "the installer did not POST to the answer server"
-    assert MAC.encode() in AnswerServer.posted[0]
+    posted = [json.loads(line) for line in bodies.read_text().splitlines() if line]
+    assert posted, "the installer did not POST to the answer server"
+    assert MAC in [n["mac"] for n in posted[0]["network_interfaces"]]
     with mounted_lv(target) as root:
         assert (root / "etc/hostname").read_text() == "pve-http\n"
 
