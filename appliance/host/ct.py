@@ -4,7 +4,8 @@
 A container is created by unpacking a template tarball, writing its LXC
 config (memory and CPU limits through cgroup2, a veth NIC on a bridge or no
 NIC), setting root's password hash and SSH keys inside it. The running test
-uses the init pid lxc-start writes (-p) plus that process's start time.
+uses the pid lxc-start writes (-p: its monitor process, alive as long as
+the container runs) plus that process's start time.
 """
 
 from __future__ import annotations
@@ -64,6 +65,29 @@ def mac_address(guest_id: int) -> str:
     return "02:a9:" + ":".join(f"{(guest_id >> s) & 0xFF:02x}" for s in (24, 16, 8, 0))
 
 
+def cgroup2_controls_memory() -> bool:
+    """True on a unified cgroup2 host (Debian 12's default); False where the
+    memory controller sits on a cgroup1 hierarchy (some container hosts)."""
+    try:
+        return "memory" in Path("/sys/fs/cgroup/cgroup.controllers").read_text().split()
+    except OSError:
+        return False
+
+
+def limit_lines(cfg: GuestConfig) -> list[str]:
+    """Memory and CPU limits for the cgroup version the host runs."""
+    if cgroup2_controls_memory():
+        return [f"lxc.cgroup2.memory.max = {cfg.memory_mib}M",
+                f"lxc.cgroup2.cpu.max = {cfg.cpus * 100000} 100000"]
+    return [f"lxc.cgroup.memory.limit_in_bytes = {cfg.memory_mib}M",
+            "lxc.cgroup.cpu.cfs_period_us = 100000",
+            f"lxc.cgroup.cpu.cfs_quota_us = {cfg.cpus * 100000}"]
+
+
+def memory_limit_key() -> str:
+    return "memory.max" if cgroup2_controls_memory() else "memory.limit_in_bytes"
+
+
 def lxc_config(paths: HostPaths, cfg: GuestConfig) -> str:
     rootfs = paths.lxc / str(cfg.id) / "rootfs"
     lines = [
@@ -73,8 +97,7 @@ def lxc_config(paths: HostPaths, cfg: GuestConfig) -> str:
         f"lxc.uts.name = {cfg.name}",
         f"lxc.rootfs.path = dir:{rootfs}",
         "lxc.apparmor.profile = unconfined",
-        f"lxc.cgroup2.memory.max = {cfg.memory_mib}M",
-        f"lxc.cgroup2.cpu.max = {cfg.cpus * 100000} 100000",
+        *limit_lines(cfg),
         "lxc.tty.max = 2",
         "lxc.pty.max = 64",
         f"lxc.console.logfile = {paths.logs / f'ct-{cfg.id}-console.log'}",
@@ -114,8 +137,16 @@ def _set_root_login(rootfs: Path, password: str | None, keys: list[str]) -> None
         atomic_write(ssh / "authorized_keys", ("\n".join(keys) + "\n").encode(), 0o600)
 
 
+def bridge_exists(name: str) -> bool:
+    """Asked over netlink (ip), so it answers for this process's network
+    namespace whatever /sys shows."""
+    r = subprocess.run(["ip", "-o", "link", "show", "dev", name, "type", "bridge"],
+                       capture_output=True, text=True)
+    return r.returncode == 0 and name in r.stdout
+
+
 def create(paths: HostPaths, cfg: GuestConfig, password: str | None, log: TaskLog) -> None:
-    if cfg.bridge and not Path(f"/sys/class/net/{cfg.bridge}/bridge").is_dir():
+    if cfg.bridge and not bridge_exists(cfg.bridge):
         raise HostError(f"bridge: no bridge {cfg.bridge!r} on this host", 400)
     tarball = ct_template(paths, cfg.template)
     d = paths.lxc / str(cfg.id)

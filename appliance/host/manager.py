@@ -98,7 +98,7 @@ class Host:
             cmdline = templates.vm_template(self.paths, req["template"]).cmdline
         else:
             templates.ct_template(self.paths, req["template"])
-            if req.get("bridge") and not os.path.isdir(f"/sys/class/net/{req['bridge']}/bridge"):
+            if req.get("bridge") and not ct.bridge_exists(req["bridge"]):
                 raise HostError(f"bridge: no bridge {req['bridge']!r} on this host", 400)
         password = req.pop("password", None)
         with locked(self.paths.lock_file):
