@@ -9,6 +9,7 @@ import select
 import subprocess
 import sys
 import time
+
 import pytest
 
 from appliance.errors import HostError

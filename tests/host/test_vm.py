@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -31,10 +32,8 @@ def read_console(path: Path, send: bytes, want: bytes, timeout: float = 20) -> b
             if not sent and b"ready> " in got:
                 s.sendall(send)
                 sent = True
-            try:
+            with contextlib.suppress(TimeoutError):
                 got += s.recv(4096)
-            except TimeoutError:
-                pass
         return got
 
 
