@@ -57,7 +57,7 @@ def make_app(paths: HostPaths | None = None, settings: AuthSettings | None = Non
              secure_cookie: bool = True) -> Starlette:
     paths = paths or HostPaths.from_env()
     host = Host(paths, background=True)
-    auth = Auth(paths, settings)
+    auth = Auth(paths, settings or AuthSettings.from_env())
 
     def make_ctx(request: Request) -> api.Ctx:
         return api.Ctx(host, auth, api.identify(request, auth), secure_cookie)
@@ -81,4 +81,5 @@ def make_app(paths: HostPaths | None = None, settings: AuthSettings | None = Non
     app.add_middleware(SecurityHeaders)
     app.state.host = host
     app.state.auth = auth
+    app.state.openapi = api.openapi_document()
     return app

@@ -3,7 +3,7 @@ CSRF token for every write made with that cookie, and API tokens.
 
 - Login: a system account checked through PAM (python-pam). Allowed are root
   and the members of one group (`admin_group`, default appliance-admin).
-- Ticket: "APPL:USER:EXPIRY:NONCE:SIGNATURE", HMAC-SHA256 with a key made on
+- Ticket: "APPL:NAME:EXPIRY:NONCE:SIGNATURE", HMAC-SHA256 with a key made on
   first start (ETC/priv/ticket.key, mode 0600). Sent as an HttpOnly, Secure,
   SameSite=Strict cookie; it expires after `ticket_lifetime` seconds.
 - CSRF token: HMAC of the ticket; a write with the cookie must send it in the
@@ -21,6 +21,7 @@ import grp
 import hashlib
 import hmac
 import logging
+import os
 import pwd
 import re
 import secrets
@@ -49,6 +50,11 @@ class AuthSettings:
     pam_service: str = "appliance"  # no /etc/pam.d/appliance: PAM uses "other"
     max_failures: int = 5  # failed logins per client address ...
     failure_window: float = 300.0  # ... within this many seconds
+
+    @classmethod
+    def from_env(cls) -> AuthSettings:
+        """APPLIANCE_ADMIN_GROUP names the group whose members may log in."""
+        return cls(admin_group=os.environ.get("APPLIANCE_ADMIN_GROUP", cls.admin_group))
 
 
 @dataclass(frozen=True)
@@ -153,8 +159,9 @@ class Auth:
         return _b64(hmac.new(self.key, payload.encode(), hashlib.sha256).digest())
 
     def make_ticket(self, user: str, now: float | None = None) -> str:
+        """A ticket for "NAME@pam" (only NAME is in it: a cookie value needs no quoting)."""
         expiry = int((now or time.time()) + self.settings.ticket_lifetime)
-        payload = f"APPL:{user}:{expiry:X}:{secrets.token_hex(8)}"
+        payload = f"APPL:{user.removesuffix('@pam')}:{expiry:X}:{secrets.token_hex(8)}"
         return f"{payload}:{self._sign(payload)}"
 
     def check_ticket(self, ticket: str) -> str | None:
@@ -171,7 +178,7 @@ class Auth:
             return None
         if time.time() > expiry:
             return None
-        return parts[1]
+        return f"{parts[1]}@pam"
 
     def csrf_token(self, ticket: str) -> str:
         payload = ticket.rpartition(":")[0]
