@@ -68,11 +68,16 @@ class GuestConfig:
     ssh_keys: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data: dict[str, Any] = {
+            "id": self.id, "type": self.type, "name": self.name, "template": self.template,
+            "memory_mib": self.memory_mib, "cpus": self.cpus, "bridge": self.bridge,
+            "description": self.description, "created": self.created,
+        }
         if self.type == "ct":
-            del data["cmdline"], data["disks"]
+            data["ssh_keys"] = list(self.ssh_keys)
         else:
-            del data["ssh_keys"]
+            data["cmdline"] = self.cmdline
+            data["disks"] = [d.to_json() for d in self.disks]
         return data
 
 
@@ -197,13 +202,28 @@ def config_path(paths: HostPaths, guest_id: int) -> Path:
     return paths.guests / f"{guest_id}.toml"
 
 
+# Parsed config files, keyed by path and (inode, mtime, size): an atomic
+# write (rename) always changes the inode, so a stale entry is never used.
+_PARSED: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
 def load(paths: HostPaths, guest_id: int) -> GuestConfig:
+    path = config_path(paths, guest_id)
     try:
-        data = read_toml(config_path(paths, guest_id))
+        st = os.stat(path)
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = _PARSED.get(path)
+        if cached is not None and cached[0] == key:
+            data = cached[1]
+        else:
+            data = read_toml(path)
+            _PARSED[path] = (key, data)
     except FileNotFoundError:
+        _PARSED.pop(path, None)
         raise HostError(f"no guest {guest_id}", 404) from None
-    disks = [Disk(**d) for d in data.pop("disks", [])]
-    return GuestConfig(**data, disks=disks)
+    fields = {k: v for k, v in data.items() if k != "disks"}
+    disks = [Disk(**d) for d in data.get("disks", [])]
+    return GuestConfig(**fields, disks=disks)
 
 
 def save(paths: HostPaths, cfg: GuestConfig) -> None:
