@@ -98,8 +98,8 @@ class Host:
             cmdline = templates.vm_template(self.paths, req["template"]).cmdline
         else:
             templates.ct_template(self.paths, req["template"])
-            if req.get("bridge") and not ct.bridge_exists(req["bridge"]):
-                raise HostError(f"bridge: no bridge {req['bridge']!r} on this host", 400)
+        if req.get("bridge") and not ct.bridge_exists(req["bridge"]):
+            raise HostError(f"bridge: no bridge {req['bridge']!r} on this host", 400)
         password = req.pop("password", None)
         with locked(self.paths.lock_file):
             gid = req.get("id") or guests.free_id(self.paths)

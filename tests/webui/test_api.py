@@ -121,7 +121,19 @@ def test_failed_logins_are_rate_limited_and_logged(client: TestClient, account: 
 
 
 def test_only_root_and_the_admin_group_may_log_in(client: TestClient) -> None:
-    r = client.post("/api/login", json={"username": "nobody", "password": "x"})
+    import secrets
+    import subprocess
+
+    name, password = f"applout{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
+    try:
+        subprocess.run(["chpasswd"], input=f"{name}:{password}", text=True, check=True)
+        # a right password, but not an admin: refused like a wrong one
+        r = client.post("/api/login", json={"username": name, "password": password})
+        assert r.status_code == 401 and "login failed" in r.json()["error"]
+    finally:
+        subprocess.run(["userdel", name], check=False)
+    r = client.post("/api/login", json={"username": "no such user", "password": "x"})
     assert r.status_code == 401
 
 
@@ -132,6 +144,7 @@ def test_only_root_and_the_admin_group_may_log_in(client: TestClient) -> None:
     ("/api/cts", {**VM, "template": "missing"}, 400, "no container template 'missing'"),
     ("/api/vms", {**VM, "cpus": "many"}, 400, "cpus:"),
     ("/api/vms", {"name": "x"}, 400, "template: required"),
+    ("/api/vms", {**VM, "bridge": "nobr0"}, 400, "no bridge 'nobr0'"),
     ("/api/guests/100/start", None, 404, "no guest 100"),
     ("/api/guests/100/stop", None, 404, "no guest 100"),
 ])
