@@ -138,3 +138,27 @@ def test_task_ids_are_checked_before_touching_files(vm_host: Host) -> None:
     with pytest.raises(HostError) as e:
         vm_host.tasks.log("../../etc/passwd")
     assert e.value.http_status == 404
+
+
+def test_vm_console_command_bridges_the_console_socket(vm_host: Host) -> None:
+    host = vm_host
+    host.create("vm", REQ)
+    host.start(100)
+    env = {**os.environ, "APPLIANCE_ETC_DIR": str(host.paths.etc),
+           "APPLIANCE_STATE_DIR": str(host.paths.state)}
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "vm", "console", "100"],
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    got = b""
+    deadline = time.monotonic() + 30
+    while b"ready> " not in got and time.monotonic() < deadline:
+        got += os.read(proc.stdout.fileno(), 4096)
+    proc.stdin.write(b"cli\n")
+    proc.stdin.flush()
+    while b"CLI" not in got and time.monotonic() < deadline:
+        got += os.read(proc.stdout.fileno(), 4096)
+    proc.stdin.close()  # end of input ends the console command, not the VM
+    assert proc.wait(timeout=10) == 0
+    assert b"appliance test guest" in got and b"CLI" in got
+    assert host.guest(100).status == "running"
