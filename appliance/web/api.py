@@ -56,10 +56,6 @@ class Endpoint:
     query: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
-class ApiError(HostError):
-    pass
-
-
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
