@@ -207,3 +207,40 @@ def test_dashboard_is_readable_on_a_phone(server: Server, browser: Browser,
     assert width <= 390, width
     shot(page, "webui-phone.png")
     ctx.close()
+
+
+def test_the_ui_works_without_javascript(server: Server, browser: Browser,
+                                         account: Account) -> None:
+    ctx = browser.new_context(ignore_https_errors=True, java_script_enabled=False)
+    page = ctx.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{server.url}/login")
+    page.fill("input[name=username]", account.name)
+    page.fill("input[name=password]", account.password)
+    page.click("main button[type=submit]")
+    expect(page.locator("#verdict")).to_be_visible()
+
+    def task_done() -> None:  # no htmx: reload the task page until it is done
+        deadline = time.monotonic() + 60
+        while page.locator("#task-status").inner_text() == "running":
+            assert time.monotonic() < deadline
+            page.wait_for_timeout(300)
+            page.reload()
+        expect(page.locator("#task-status")).to_have_text("OK")
+
+    page.goto(f"{server.url}/guests/new-vm")
+    page.fill("input[name=name]", "nojs")
+    page.fill("input[name=memory_mib]", "64")
+    page.fill("input[name=id]", "150")
+    page.click("main button[type=submit]")
+    task_done()
+    for label, status in (("Start", "running"), ("Stop", "stopped")):
+        page.goto(f"{server.url}/guests/150")
+        page.get_by_role("button", name=label, exact=True).click()
+        task_done()
+        page.goto(f"{server.url}/guests")
+        expect(page.locator("tr[data-guest='150'] .status")).to_have_text(status)
+    page.goto(f"{server.url}/guests/150")
+    page.get_by_role("button", name="Delete", exact=True).click()
+    task_done()
+    ctx.close()
