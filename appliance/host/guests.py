@@ -96,27 +96,38 @@ class Field:
     pattern: re.Pattern[str] | None = None
     max_length: int = 255
     secret: bool = False  # never stored in the config
+    label: str = ""  # for forms; default: the name
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
 
 
 FIELDS: tuple[Field, ...] = (
-    Field("id", "int", "guest id (default: the lowest free id from 100)", minimum=FIRST_ID,
+    Field("id", "int", "guest id (default: the lowest free id from 100)", label="ID",
+          minimum=FIRST_ID,
           maximum=lambda: MAX_ID),
     Field("name", "str", "host name of the guest: letters, digits, '-'", required=True,
           pattern=NAME_RE, max_length=63),
     Field("template", "str", "template name (see the template list)", required=True,
           pattern=re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"), max_length=128),
     Field("memory_mib", "int", "memory in MiB (at most the host's)", required=True,
+          label="Memory (MiB)",
           minimum=16, maximum=host_memory_mib),
-    Field("cpus", "int", "number of CPUs (at most the host's)", minimum=1, maximum=host_cpus),
+    Field("cpus", "int", "number of CPUs (at most the host's)", minimum=1, maximum=host_cpus,
+          label="CPUs"),
     Field("bridge", "str", "host bridge for the NIC (empty: no NIC)", pattern=BRIDGE_RE,
           max_length=15),
     Field("description", "str", "free text", max_length=1000),
     Field("cmdline", "str", "kernel command line (default: the template's)", types=("vm",),
+          label="Kernel command line",
           max_length=2000),
-    Field("disks", "list", "sizes in MiB of extra raw disks", types=("vm",)),
+    Field("disks", "list", "sizes in MiB of extra raw disks, one a line", types=("vm",),
+          label="Extra disks (MiB)"),
     Field("password", "str", "root password (stored only as a hash, inside the container)",
-          types=("ct",), max_length=256, secret=True),
-    Field("ssh_keys", "list", "SSH public keys for root", types=("ct",)),
+          types=("ct",), max_length=256, secret=True, label="Root password"),
+    Field("ssh_keys", "list", "SSH public keys for root, one a line", types=("ct",),
+          label="SSH keys"),
 )
 
 
