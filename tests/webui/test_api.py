@@ -225,3 +225,35 @@ def test_console_from_another_origin_is_refused(session: TestClient) -> None:
             session.websocket_connect("/api/guests/130/console", headers=headers) as ws:
         ws.receive_bytes()
     assert e.value.code == 1008
+
+
+def test_page_forms_need_the_csrf_token(client: TestClient, account: Account) -> None:
+    login(client, account)
+    page = client.get("/guests/new-vm")
+    assert page.status_code == 200
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    form = {"name": "f1", "template": "testguest", "memory_mib": "64"}
+    r = client.post("/guests/new-vm", data=form, follow_redirects=False)
+    assert r.status_code == 403
+    r = client.post("/guests/new-vm", data={**form, "csrf_token": "forged"},
+                    follow_redirects=False)
+    assert r.status_code == 403
+    assert client.get("/api/guests").json()["data"] == []
+    r = client.post("/guests/new-vm", data={**form, "csrf_token": token.group(1)},
+                    follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/tasks/UPID")
+    assert client.post("/logout", follow_redirects=False).status_code == 403
+    r = client.post("/logout", data={"csrf_token": token.group(1)}, follow_redirects=False)
+    assert r.status_code == 303
+
+
+def test_form_errors_are_shown_with_a_4xx(client: TestClient, account: Account) -> None:
+    login(client, account)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/guests/new-vm").text)
+    assert token is not None
+    r = client.post("/guests/new-vm", data={"csrf_token": token.group(1), "name": "ok",
+                                            "template": "testguest", "memory_mib": "99999999"})
+    assert r.status_code == 400
+    assert "memory_mib: 99999999 is more than the" in r.text.replace("&#39;", "'")
+    assert 'value="ok"' in r.text  # what was typed stays in the form
