@@ -203,7 +203,7 @@ def _stop(paths: HostPaths, cfg: GuestConfig, log: TaskLog, kill: bool, timeout:
     r = _lxc(paths, "lxc-stop", cfg.id, *args, timeout=timeout + 30)
     if r.returncode != 0 and init_pid(paths, cfg.id):
         raise HostError(f"container {cfg.id} did not stop: {r.stderr.strip()}", 500)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while init_pid(paths, cfg.id) and time.monotonic() < deadline:
         time.sleep(0.05)
     log(f"container {cfg.id} stopped")

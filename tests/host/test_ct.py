@@ -34,7 +34,7 @@ def attach(host: Host, guest_id: int, *cmd: str) -> str:
                           timeout=30).stdout
 
 
-def expect(fd: int, want: bytes, timeout: float = 30) -> bytes:
+def expect(fd: int, want: bytes, timeout: float = 60) -> bytes:
     got = b""
     deadline = time.monotonic() + timeout
     while want not in got:
@@ -81,8 +81,16 @@ def test_container_life_cycle_with_limits_login_and_console(full_host: Host) -> 
         os.execvpe(sys.executable, [sys.executable, "-m", "appliance", "ct", "console", "100"],
                    env_of(host))
     try:
-        os.write(fd, b"\r")
-        expect(fd, b"login: ")
+        expect(fd, b"to exit the console")  # lxc-console is attached
+        for _ in range(10):  # getty prints its prompt again on a new line
+            os.write(fd, b"\r")
+            try:
+                expect(fd, b"login: ", timeout=6)
+                break
+            except AssertionError:
+                continue
+        else:
+            raise AssertionError("no login prompt on the container's console")
         os.write(fd, b"root\r")
         expect(fd, b"Password: ")
         os.write(fd, PASSWORD.encode() + b"\r")
