@@ -232,9 +232,14 @@ def load(paths: HostPaths, guest_id: int) -> GuestConfig:
     except FileNotFoundError:
         _PARSED.pop(path, None)
         raise HostError(f"no guest {guest_id}", 404) from None
+    except ValueError as e:  # tomllib.TOMLDecodeError: someone edited it badly
+        raise HostError(f"{path}: {e}", 500) from None
     fields = {k: v for k, v in data.items() if k != "disks"}
-    disks = [Disk(**d) for d in data.get("disks", [])]
-    return GuestConfig(**fields, disks=disks)
+    try:
+        disks = [Disk(**d) for d in data.get("disks", [])]
+        return GuestConfig(**fields, disks=disks)
+    except TypeError as e:
+        raise HostError(f"{path}: unexpected or missing keys ({e})", 500) from None
 
 
 def save(paths: HostPaths, cfg: GuestConfig) -> None:

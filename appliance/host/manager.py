@@ -54,8 +54,8 @@ class Host:
         for gid in guests.ids(self.paths):
             try:
                 cfg = guests.load(self.paths, gid)
-            except (HostError, ValueError, TypeError):
-                continue
+            except HostError:
+                continue  # removed meanwhile, or unreadable (guest(ID) says why)
             if kind is None or cfg.type == kind:
                 out.append(GuestStatus(cfg, self._status(cfg)))
         return out

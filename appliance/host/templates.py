@@ -56,6 +56,8 @@ def vm_template(paths: HostPaths, name: str) -> VmTemplate:
         data = read_toml(d / "template.toml")
     except FileNotFoundError:
         raise HostError(f"no VM template {name!r} (in {paths.vm_templates})", 400) from None
+    except ValueError as e:  # tomllib.TOMLDecodeError
+        raise HostError(f"VM template {name}: {d / 'template.toml'}: {e}", 400) from None
 
     def file(key: str) -> Path | None:
         value = data.get(key)

@@ -10,6 +10,7 @@ such thing, 409 wrong state, 429 too many failed logins.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from appliance.host import Host, host_summary
 from appliance.host.guests import FIELDS, Field, GuestType
 from appliance.web.auth import COOKIE, CSRF_HEADER, Auth, Identity
 
+log = logging.getLogger("appliance.web")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 MAX_BODY = 1 << 20
 
@@ -394,6 +396,9 @@ def make_routes(make_ctx: Callable[[Request], Ctx]) -> list[Route]:
                 result = await ep.handler(request, ctx)
             except HostError as e:
                 return error(e.http_status, str(e))
+            except Exception as e:  # a bug: log it, answer JSON all the same
+                log.exception("%s %s", request.method, request.url.path)
+                return error(500, f"internal error: {type(e).__name__}: {e}")
             if isinstance(result, Response):
                 return result
             return JSONResponse({"data": result}, status_code=ep.status)

@@ -72,3 +72,21 @@ def test_missing_template_is_refused_before_anything_is_written(tmp_path: object
     with pytest.raises(HostError, match="no container template 'nope'"):
         host.create("ct", {**BASE, "template": "nope"})
     assert host.list_guests() == [] and host.tasks.list() == []
+
+
+def test_a_broken_template_or_config_file_is_named_in_the_error(tmp_path: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    paths = HostPaths(tmp_path / "etc", tmp_path / "state")
+    host = Host(paths)
+    (paths.vm_templates / "bad").mkdir(parents=True)
+    (paths.vm_templates / "bad" / "template.toml").write_text("kernel = \n")
+    with pytest.raises(HostError, match=r"VM template bad: .*template\.toml") as e:
+        host.create("vm", {**BASE, "template": "bad"})
+    assert e.value.http_status == 400
+    (paths.guests / "100.toml").write_text("id = [\n")
+    assert host.list_guests() == []
+    with pytest.raises(HostError, match=r"100\.toml") as e:
+        host.guest(100)
+    assert e.value.http_status == 500
