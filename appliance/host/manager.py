@@ -34,7 +34,11 @@ class GuestStatus:
 class Host:
     def __init__(self, paths: HostPaths | None = None, background: bool = False) -> None:
         self.paths = paths or HostPaths.from_env()
-        self.paths.ensure()
+        try:
+            self.paths.ensure()
+        except PermissionError as e:
+            raise HostError(f"{e.filename}: permission denied (host management runs as root)",
+                            500) from None
         self.tasks = TaskStore(self.paths)
         self.background = background  # run tasks in threads (the web service)
 
