@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from appliance.host import Host, HostPaths
+from appliance.hw import detect
 
 from ..conftest import ROOT
 from ..host.conftest import add_templates, cleanup_guests
@@ -99,11 +100,7 @@ def test_log_in_run_a_container_and_a_vm_log_out(server: Server, browser: Browse
     expect(page).to_have_url(re.compile(r"/guests$"))
 
     page.goto(f"{server.url}/dashboard")
-    verdict = Host(server.paths).paths  # (the same roots as the server)
-    from appliance.hw import detect
-
     expect(page.locator("#verdict")).to_have_text(detect(inventory=False).verdict)
-    assert verdict == server.paths
     shot(page, "webui-dashboard.png")
 
     # create a container: a bad name first, the form says why
