@@ -26,9 +26,13 @@ from appliance.host.tasks import Task, TaskLog, TaskStore
 class GuestStatus:
     config: GuestConfig
     status: str  # running, stopped
+    last_run: dict[str, Any] | None = None  # a VM's last run: how and when it ended
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.config.to_json(), "status": self.status}
+        data = {**self.config.to_json(), "status": self.status}
+        if self.last_run is not None:
+            data["last_run"] = self.last_run
+        return data
 
 
 class Host:
@@ -50,8 +54,13 @@ class Host:
         return ct.status(self.paths, cfg.id)
 
     def guest(self, guest_id: int) -> GuestStatus:
+        """One guest, with (for a stopped VM) how its last run ended."""
         cfg = guests.load(self.paths, guest_id)
-        return GuestStatus(cfg, self._status(cfg))
+        status = self._status(cfg)
+        last = None
+        if cfg.type == "vm" and status == "stopped":
+            last = vm.last_result(self.paths, guest_id)
+        return GuestStatus(cfg, status, last)
 
     def list_guests(self, kind: GuestType | None = None) -> list[GuestStatus]:
         out = []

@@ -58,6 +58,7 @@ def test_vm_life_cycle(vm_host: Host) -> None:
     assert host.guest(100).status == "stopped"
     result = vmbackend.last_result(host.paths, 100)
     assert result is not None and result["status"] == "shut down"
+    assert host.guest(100).to_json()["last_run"]["detail"] == "stopped by the host (shutdown)"
     assert not vmbackend.console_path(host.paths, 100).exists()
 
     host.delete(100)
