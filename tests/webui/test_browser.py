@@ -1,9 +1,11 @@
 """The web UI in a real browser: Debian's Chromium, headless, driven by
 Playwright against `appliance web serve` over HTTPS on 127.0.0.1, with a
-real LXC container and a real VM. Screenshots go to docs/ (the README's)."""
+real LXC container and a real VM. APPLIANCE_UPDATE_SCREENSHOTS=1 refreshes
+the README's screenshots in docs/."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -50,9 +52,20 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+SHOTS: list[Path] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shots_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Screenshots go to docs/ (the README's) with APPLIANCE_UPDATE_SCREENSHOTS=1,
+    else to a temporary directory (taken all the same, the tree stays clean)."""
+    update = os.environ.get("APPLIANCE_UPDATE_SCREENSHOTS") == "1"
+    SHOTS[:] = [DOCS if update else tmp_path_factory.mktemp("screenshots")]
+
+
 def shot(page: Page, name: str) -> None:
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / name), full_page=True)
+    SHOTS[0].mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS[0] / name), full_page=True)
 
 
 def wait_task_ok(page: Page) -> None:
