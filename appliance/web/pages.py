@@ -148,8 +148,10 @@ def make_pages(templates: Jinja2Templates,
     async def guest(request: Request, ctx: Ctx) -> Response:
         gid = request.path_params["id"]
         g = await run_in_threadpool(ctx.host.guest, gid)
-        return render(request, ctx, "guest.html", g=g,
-                      tasks=ctx.host.tasks.list(limit=10, guest=gid))
+        # ids are reused: only the tasks of this guest, not of an earlier one
+        since = g.config.created - 1
+        tasks = [t for t in ctx.host.tasks.list(limit=10, guest=gid) if t.started >= since]
+        return render(request, ctx, "guest.html", g=g, tasks=tasks)
 
     async def action(request: Request, ctx: Ctx) -> Response:
         gid, name = request.path_params["id"], request.path_params["action"]
