@@ -74,3 +74,15 @@ class VmmError(ApplianceError):
 def where(path: object, line: int | None = None) -> str:
     """Format a `file:line` location prefix."""
     return f"{path}:{line}" if line else f"{path}"
+
+
+class HostError(ApplianceError):
+    """A request to the host-management layer cannot be done: bad input, a
+    missing guest or template, a guest in the wrong state. `http_status` is
+    what the REST API answers (400 bad input, 404 missing, 409 wrong state)."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.http_status = http_status

@@ -1,0 +1,161 @@
+"""VMs on our microVM monitor: disks, the supervised process, its state.
+
+Each running VM is one detached `python -m appliance.host.vmproc` process
+(see vmproc.py). Its pid and start time are in RUN/vm-ID.json; a VM is
+running while that very process lives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from appliance.errors import HostError
+from appliance.host.guests import Disk, GuestConfig
+from appliance.host.store import HostPaths, alive, read_json
+from appliance.host.tasks import TaskLog
+from appliance.host.templates import vm_template
+from appliance.host.vmproc import run_files
+
+START_TIMEOUT = 20.0
+
+
+def pid_of(paths: HostPaths, guest_id: int) -> int | None:
+    """The pid of the VM's process if it is running."""
+    record, _, _ = run_files(paths, guest_id)
+    try:
+        data = read_json(record)
+    except (FileNotFoundError, ValueError):
+        return None
+    pid, start = int(data.get("pid", 0)), data.get("pid_start")
+    return pid if isinstance(start, int) and alive(pid, start) else None
+
+
+def status(paths: HostPaths, guest_id: int) -> str:
+    return "running" if pid_of(paths, guest_id) else "stopped"
+
+
+def last_result(paths: HostPaths, guest_id: int) -> dict[str, object] | None:
+    _, result, _ = run_files(paths, guest_id)
+    try:
+        data = read_json(result)
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def console_path(paths: HostPaths, guest_id: int) -> Path:
+    return run_files(paths, guest_id)[2]
+
+
+def create(paths: HostPaths, cfg: GuestConfig, log: TaskLog) -> None:
+    """Copy the template's root disk and make the extra disks (sparse raw files)."""
+    tpl = vm_template(paths, cfg.template)
+    disks: list[Disk] = []
+    paths.images.mkdir(parents=True, exist_ok=True)
+    if tpl.disk is not None:
+        dest = paths.images / f"vm-{cfg.id}-disk-0.raw"
+        log(f"copying root disk {tpl.disk} to {dest}")
+        subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(tpl.disk), str(dest)],
+                       check=True, capture_output=True)
+        disks.append(Disk(size_mib=(dest.stat().st_size + (1 << 20) - 1) >> 20, path=str(dest)))
+    for disk in cfg.disks:
+        dest = paths.images / f"vm-{cfg.id}-disk-{len(disks)}.raw"
+        log(f"creating {disk.size_mib} MiB disk {dest}")
+        with dest.open("wb") as f:
+            f.truncate(disk.size_mib << 20)
+        disks.append(Disk(size_mib=disk.size_mib, path=str(dest)))
+    cfg.disks = disks
+    if cfg.bridge:
+        log(f"NIC on bridge {cfg.bridge}: recorded; the monitor has no network device yet, "
+            "so the VM runs without it")
+    if disks:
+        log("disks: recorded; the monitor has no block device yet, so the guest does not "
+            "see them")
+
+
+def start(paths: HostPaths, cfg: GuestConfig, log: TaskLog) -> None:
+    if pid_of(paths, cfg.id):
+        raise HostError(f"VM {cfg.id} is already running", 409)
+    vm_template(paths, cfg.template)  # missing files fail here, with the name
+    _, result, console = run_files(paths, cfg.id)
+    paths.run.mkdir(parents=True, exist_ok=True)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        result.unlink()
+    out = paths.logs / f"vm-{cfg.id}.log"
+    log(f"starting VM {cfg.id}: {cfg.memory_mib} MiB, {cfg.cpus} vCPU(s), console {console}")
+    with out.open("ab") as f:
+        # setsid -f: a new session, and the VM process is not our child (no
+        # zombie in a long-running web service; it outlives a restart of it).
+        subprocess.run(
+            ["setsid", "-f", sys.executable, "-m", "appliance.host.vmproc", str(paths.etc),
+             str(paths.state), str(cfg.id)],
+            stdin=subprocess.DEVNULL, stdout=f, stderr=f, check=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        done = last_result(paths, cfg.id)
+        if done is not None:
+            raise HostError(f"VM {cfg.id} stopped at once: {done.get('detail')}", 400)
+        if pid_of(paths, cfg.id) and console.exists():
+            log(f"VM {cfg.id} running (pid {pid_of(paths, cfg.id)})")
+            return
+        time.sleep(0.05)
+    raise HostError(f"VM {cfg.id} did not come up within {START_TIMEOUT:.0f} s "
+                    f"(see {out})", 500)
+
+
+def _signal_and_wait(paths: HostPaths, guest_id: int, sig: int, timeout: float) -> bool:
+    pid = pid_of(paths, guest_id)
+    if pid is None:
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pid_of(paths, guest_id) is None:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def shutdown(paths: HostPaths, cfg: GuestConfig, log: TaskLog, timeout: float = 30.0) -> None:
+    """Ask the VM's process to stop the guest and end cleanly (SIGTERM)."""
+    if not pid_of(paths, cfg.id):
+        raise HostError(f"VM {cfg.id} is not running", 409)
+    log(f"shutting down VM {cfg.id}")
+    if not _signal_and_wait(paths, cfg.id, signal.SIGTERM, timeout):
+        raise HostError(f"VM {cfg.id} did not shut down within {timeout:.0f} s; use stop", 409)
+    log(f"VM {cfg.id} stopped")
+
+
+def stop(paths: HostPaths, cfg: GuestConfig, log: TaskLog) -> None:
+    """Hard stop: kill the VM's process."""
+    if not pid_of(paths, cfg.id):
+        raise HostError(f"VM {cfg.id} is not running", 409)
+    log(f"stopping VM {cfg.id} (SIGKILL)")
+    _signal_and_wait(paths, cfg.id, signal.SIGKILL, 10.0)
+    record, _, console = run_files(paths, cfg.id)
+    for p in (record, console):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    log(f"VM {cfg.id} stopped")
+
+
+def delete(paths: HostPaths, cfg: GuestConfig, log: TaskLog) -> None:
+    if pid_of(paths, cfg.id):
+        raise HostError(f"VM {cfg.id} is running; stop it first", 409)
+    for disk in cfg.disks:
+        if disk.path:
+            log(f"removing {disk.path}")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(disk.path)
+    for p in run_files(paths, cfg.id):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()

@@ -1,0 +1,92 @@
+"""Create requests are checked field by field before anything happens."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.errors import HostError
+from appliance.host import Host, HostPaths
+from appliance.host.guests import host_memory_mib, parse_request
+
+BASE = {"name": "web1", "template": "debian", "memory_mib": 256}
+
+
+def refused(kind: str, **changes: object) -> HostError:
+    with pytest.raises(HostError) as e:
+        parse_request(kind, {**BASE, **changes})  # type: ignore[arg-type]
+    assert e.value.http_status == 400
+    return e.value
+
+
+def test_a_valid_request_is_returned_clean() -> None:
+    req = parse_request("ct", {**BASE, "cpus": "2", "ssh_keys": "ssh-ed25519 AAAA k\n\n"})
+    assert req == {**BASE, "cpus": 2, "ssh_keys": ["ssh-ed25519 AAAA k"]}
+
+
+@pytest.mark.parametrize("name", ["", "-x", "x-", "a b", "a_b", "x" * 64, "ä"])
+def test_name_must_be_a_host_name(name: str) -> None:
+    err = refused("vm", name=name)
+    assert str(err).startswith("name:")
+
+
+def test_memory_beyond_the_host_names_the_host_size() -> None:
+    err = refused("vm", memory_mib=host_memory_mib() + 1)
+    assert f"more than the {host_memory_mib()} this host has" in str(err)
+
+
+def test_cpus_beyond_the_host_are_refused() -> None:
+    assert "cpus:" in str(refused("ct", cpus=1000))
+
+
+@pytest.mark.parametrize("value", [True, 1.5, "12x", [], None])
+def test_memory_must_be_a_whole_number(value: object) -> None:
+    err = refused("vm", memory_mib=value)
+    assert "memory_mib" in str(err)
+
+
+def test_unknown_and_foreign_fields_are_refused() -> None:
+    assert "unknown field: colour" in str(refused("vm", colour="red"))
+    # a VM has no root password, a container no kernel command line
+    assert "unknown field: password" in str(refused("vm", password="x"))
+    assert "unknown field: cmdline" in str(refused("ct", cmdline="quiet"))
+
+
+def test_ssh_keys_and_disks_are_checked() -> None:
+    assert "ssh_keys[0]" in str(refused("ct", ssh_keys=["not a key"]))
+    assert "disks[1]" in str(refused("vm", disks=[10, 0]))
+
+
+def test_a_request_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(HostError):
+        parse_request("vm", ["name"])  # type: ignore[arg-type]
+
+
+def test_missing_template_is_refused_before_anything_is_written(tmp_path: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    host = Host(HostPaths(tmp_path / "etc", tmp_path / "state"))
+    with pytest.raises(HostError, match="no VM template 'nope'") as e:
+        host.create("vm", {**BASE, "template": "nope"})
+    assert e.value.http_status == 400
+    with pytest.raises(HostError, match="no container template 'nope'"):
+        host.create("ct", {**BASE, "template": "nope"})
+    assert host.list_guests() == [] and host.tasks.list() == []
+
+
+def test_a_broken_template_or_config_file_is_named_in_the_error(tmp_path: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    paths = HostPaths(tmp_path / "etc", tmp_path / "state")
+    host = Host(paths)
+    (paths.vm_templates / "bad").mkdir(parents=True)
+    (paths.vm_templates / "bad" / "template.toml").write_text("kernel = \n")
+    with pytest.raises(HostError, match=r"VM template bad: .*template\.toml") as e:
+        host.create("vm", {**BASE, "template": "bad"})
+    assert e.value.http_status == 400
+    (paths.guests / "100.toml").write_text("id = [\n")
+    assert host.list_guests() == []
+    with pytest.raises(HostError, match=r"100\.toml") as e:
+        host.guest(100)
+    assert e.value.http_status == 500

@@ -1,0 +1,165 @@
+"""VMs: real monitor processes running the console test guest."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import HostError
+from appliance.host import Host
+from appliance.host import vm as vmbackend
+from appliance.host.store import write_json
+
+REQ = {"name": "vm1", "template": "testguest", "memory_mib": 64}
+
+
+def read_console(path: Path, send: bytes, want: bytes, timeout: float = 20) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(path))
+        s.settimeout(0.2)
+        got = b""
+        sent = False
+        deadline = time.monotonic() + timeout
+        while want not in got and time.monotonic() < deadline:
+            if not sent and b"ready> " in got:
+                s.sendall(send)
+                sent = True
+            with contextlib.suppress(TimeoutError):
+                got += s.recv(4096)
+        return got
+
+
+def test_vm_life_cycle(vm_host: Host) -> None:
+    host = vm_host
+    created = host.create("vm", {**REQ, "disks": [8], "cpus": 1})
+    assert created.status == "OK" and created.guest == 100
+    cfg_file = host.paths.guests / "100.toml"
+    cfg = tomllib.loads(cfg_file.read_text())  # a readable TOML file
+    assert cfg["cmdline"] == "console=ttyS0 test=1"  # the template's default
+    disks = [Path(d["path"]) for d in cfg["disks"]]
+    assert [d.name for d in disks] == ["vm-100-disk-0.raw", "vm-100-disk-1.raw"]
+    assert disks[1].stat().st_size == 8 << 20 and disks[1].stat().st_blocks == 0  # sparse
+
+    host.start(100)
+    guest = host.guest(100)
+    assert guest.status == "running"
+    out = read_console(vmbackend.console_path(host.paths, 100), b"hello\r", b"HELLO")
+    assert b"cmdline: console=ttyS0 test=1" in out and b"HELLO" in out
+
+    host.shutdown(100)
+    assert host.guest(100).status == "stopped"
+    result = vmbackend.last_result(host.paths, 100)
+    assert result is not None and result["status"] == "shut down"
+    assert host.guest(100).to_json()["last_run"]["detail"] == "stopped by the host (shutdown)"
+    assert not vmbackend.console_path(host.paths, 100).exists()
+
+    host.delete(100)
+    assert host.list_guests() == [] and not disks[0].exists() and not cfg_file.exists()
+    types = [t.type for t in host.tasks.list()]
+    assert types == ["vmdelete", "vmshutdown", "vmstart", "vmcreate"]  # newest first
+    assert all(t.status == "OK" for t in host.tasks.list())
+
+
+def test_vm_outlives_the_process_that_started_it(vm_host: Host) -> None:
+    host = vm_host
+    host.create("vm", REQ)
+    env = {**os.environ, "APPLIANCE_ETC_DIR": str(host.paths.etc),
+           "APPLIANCE_STATE_DIR": str(host.paths.state)}
+    r = subprocess.run([sys.executable, "-m", "appliance", "vm", "start", "100"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    pid = vmbackend.pid_of(host.paths, 100)
+    assert pid is not None  # the CLI is gone, the VM runs on in its own session
+    assert os.getsid(pid) == pid
+    assert host.guest(100).status == "running"
+    host.stop(100)  # hard stop: SIGKILL
+    assert host.guest(100).status == "stopped" and vmbackend.pid_of(host.paths, 100) is None
+
+
+def test_start_of_a_running_vm_and_stop_of_a_stopped_one_conflict(vm_host: Host) -> None:
+    host = vm_host
+    host.create("vm", REQ)
+    with pytest.raises(HostError, match="not running") as e:
+        host.stop(100)
+    assert e.value.http_status == 409
+    host.start(100)
+    with pytest.raises(HostError, match="already running") as e:
+        host.start(100)
+    assert e.value.http_status == 409
+    with pytest.raises(HostError, match="stop it first") as e:
+        host.delete(100)
+    assert e.value.http_status == 409
+
+
+def test_ids_count_up_from_100_and_a_taken_id_conflicts(vm_host: Host) -> None:
+    host = vm_host
+    assert [host.create("vm", REQ).guest for _ in range(3)] == [100, 101, 102]
+    host.delete(101)
+    assert host.create("vm", REQ).guest == 101
+    with pytest.raises(HostError, match="guest 102 exists already") as e:
+        host.create("vm", {**REQ, "id": 102})
+    assert e.value.http_status == 409
+    assert host.create("vm", {**REQ, "id": 4242}).guest == 4242
+
+
+def test_missing_guest_is_not_found(vm_host: Host) -> None:
+    with pytest.raises(HostError) as e:
+        vm_host.start(999)
+    assert e.value.http_status == 404
+
+
+def test_a_kernel_the_monitor_refuses_fails_the_start_task(vm_host: Host) -> None:
+    host = vm_host
+    host.create("vm", {**REQ, "memory_mib": 16, "cmdline": "x" * 1500})
+    # the command line is longer than the (test) kernel accepts: the VM
+    # process ends at once and the start task carries its reason
+    task = host.tasks.run("vmstart", 100, "t", lambda log: vmbackend.start(
+        host.paths, host.guest(100).config, log), background=False)
+    assert "stopped at once" in task.status and "command line" in task.status
+    assert host.guest(100).status == "stopped"
+
+
+def test_a_task_whose_process_died_is_interrupted_not_running(vm_host: Host) -> None:
+    host = vm_host
+    task = host.tasks.run("vmstart", None, "t", lambda log: None, background=False)
+    status = host.paths.tasks / task.upid / "status.json"
+    write_json(status, {**task.to_json(), "status": "running", "pid": 2**22 + 1})
+    assert host.tasks.get(task.upid).status.startswith("interrupted")
+
+
+def test_task_ids_are_checked_before_touching_files(vm_host: Host) -> None:
+    with pytest.raises(HostError) as e:
+        vm_host.tasks.log("../../etc/passwd")
+    assert e.value.http_status == 404
+
+
+def test_vm_console_command_bridges_the_console_socket(vm_host: Host) -> None:
+    host = vm_host
+    host.create("vm", REQ)
+    host.start(100)
+    env = {**os.environ, "APPLIANCE_ETC_DIR": str(host.paths.etc),
+           "APPLIANCE_STATE_DIR": str(host.paths.state)}
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "vm", "console", "100"],
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    got = b""
+    deadline = time.monotonic() + 30
+    while b"ready> " not in got and time.monotonic() < deadline:
+        got += os.read(proc.stdout.fileno(), 4096)
+    proc.stdin.write(b"cli\n")
+    proc.stdin.flush()
+    while b"CLI" not in got and time.monotonic() < deadline:
+        got += os.read(proc.stdout.fileno(), 4096)
+    proc.stdin.close()  # end of input ends the console command, not the VM
+    assert proc.wait(timeout=10) == 0
+    assert b"appliance test guest" in got and b"CLI" in got
+    assert host.guest(100).status == "running"
