@@ -12,6 +12,9 @@
 #include <linux/kvm.h>
 
 #include "vmm.h"
+#include "pci.h"
+
+struct virtio_dev;
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -152,7 +155,10 @@ struct vmm {
     struct rtc rtc;
     struct boot_timer timer;
     struct debug_exit dbg;
+    struct pci_bus pci;
     int devices_ready;
+    struct virtio_dev *vdev[VMM_MAX_DEVICES];
+    uint32_t nvdev;
 
     int kick_signal;
     pthread_mutex_t stop_lock;
