@@ -21,7 +21,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "virtio.h"
@@ -178,16 +177,9 @@ int virtio_net_init(struct virtio_net *n, const char *tap, const uint8_t mac[6],
         snprintf(err, errlen, "TAP %s: not a valid interface name", tap);
         return -1;
     }
-    char path[64];
-    struct stat st;
     if (if_nametoindex(tap) == 0) {
         snprintf(err, errlen, "TAP %s does not exist (create it and attach it to a bridge)",
                  tap);
-        return -1;
-    }
-    snprintf(path, sizeof(path), "/sys/class/net/%s/tun_flags", tap);
-    if (stat(path, &st) < 0) {
-        snprintf(err, errlen, "%s is not a TAP interface", tap);
         return -1;
     }
     n->tap_fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -201,7 +193,10 @@ int virtio_net_init(struct virtio_net *n, const char *tap, const uint8_t mac[6],
     ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
     int hdr = NET_HDR;
     if (ioctl(n->tap_fd, TUNSETIFF, &ifr) < 0 || ioctl(n->tap_fd, TUNSETVNETHDRSZ, &hdr) < 0) {
-        snprintf(err, errlen, "TAP %s: cannot attach: %s", tap, strerror(errno));
+        if (errno == EINVAL) /* the name belongs to an interface of another kind */
+            snprintf(err, errlen, "%s is not a TAP interface", tap);
+        else
+            snprintf(err, errlen, "TAP %s: cannot attach: %s", tap, strerror(errno));
         close(n->tap_fd);
         n->tap_fd = -1;
         return -1;

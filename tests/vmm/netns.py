@@ -1,0 +1,55 @@
+"""Throw-away network namespaces for the virtio-net tests: a bridge and a
+TAP inside a namespace the test creates and removes, so no frame can
+leave the machine."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import subprocess
+from collections.abc import Iterator
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def ip(*args: str, ns: str | None = None) -> None:
+    cmd = ["ip", *(["-n", ns] if ns else []), *args]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def netns(name: str) -> Iterator[str]:
+    ip("netns", "add", name)
+    try:
+        ip("link", "set", "lo", "up", ns=name)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+@contextlib.contextmanager
+def inside(name: str) -> Iterator[None]:
+    """Run this thread inside the namespace (TAPs are looked up there)."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if _libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        try:
+            yield
+        finally:
+            if _libc.setns(own, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(own)
+        os.close(target)
+
+
+def bridge_with_tap(ns: str, bridge: str = "br0", tap: str = "tap0") -> None:
+    ip("link", "add", bridge, "type", "bridge", ns=ns)
+    ip("tuntap", "add", "dev", tap, "mode", "tap", ns=ns)
+    ip("link", "set", tap, "master", bridge, ns=ns)
+    ip("link", "set", bridge, "up", ns=ns)
+    ip("link", "set", tap, "up", ns=ns)
