@@ -107,3 +107,46 @@ def test_socket_console_refuses_to_replace_a_regular_file(tmp_path: Path) -> Non
     with pytest.raises(VmmError, match="not a socket"):
         SocketConsole(path)
     assert path.read_text() == "precious"
+
+
+def test_socket_console_never_stalls_the_guest_on_a_client_that_does_not_read(
+    guests: dict[str, bytes], tmp_path: Path
+) -> None:
+    from appliance.vmm.console import BACKLOG_BYTES
+
+    path = tmp_path / "console.sock"
+    with _machine(guests, "spew") as vm:
+        console = SocketConsole(path)
+        with console.attached(vm), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
+            idle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            idle.connect(str(path))  # connects, then never reads
+            result = vm.run(timeout=4, sink=console.write)
+            # the guest kept writing the whole time; the socket took only what it could
+            tx = result.counters["serial_tx_bytes"]
+            assert console.buffered <= BACKLOG_BYTES
+            assert console.dropped > 0
+            assert tx > 2 * BACKLOG_BYTES, tx
+            # a reader that comes later gets the newest output, bounded
+            got = bytearray()
+            idle.settimeout(2)
+            try:
+                while chunk := idle.recv(65536):
+                    got += chunk
+            except TimeoutError:
+                pass
+            assert 0 < len(got) <= tx and set(got) == {ord("x")}
+    assert result.status is ExitStatus.KILLED
+
+
+def test_socket_console_buffers_with_no_client_and_bounds_the_buffer(
+    guests: dict[str, bytes], tmp_path: Path
+) -> None:
+    from appliance.vmm.console import BACKLOG_BYTES
+
+    with _machine(guests, "spew") as vm:
+        console = SocketConsole(tmp_path / "console.sock")
+        with console.attached(vm):
+            result = vm.run(timeout=3, sink=console.write)
+        assert result.counters["serial_tx_bytes"] > BACKLOG_BYTES
+        assert console.buffered == BACKLOG_BYTES
+        assert console.dropped == result.counters["serial_tx_bytes"] - BACKLOG_BYTES
