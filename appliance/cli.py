@@ -279,6 +279,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from appliance.vmm import launcher
+    from appliance.vmm.net import parse_net
 
     result = launcher.run_vm(
         launcher.VmRun(
@@ -291,6 +292,8 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             kvm_path=args.kvm,
             entry_64=args.entry == "64",
+            disks=tuple(launcher.parse_disk(d) for d in args.disk),
+            nets=tuple(parse_net(n) for n in args.net),
         )
     )
     if args.json:
@@ -317,9 +320,23 @@ def _add_vm_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--initrd", metavar="FILE", help="initramfs")
     p.add_argument(
         "--cmdline",
-        default=launcher.DEFAULT_CMDLINE,
         metavar="STR",
-        help=f"kernel command line (default: {launcher.DEFAULT_CMDLINE!r})",
+        help=f"kernel command line (default: {launcher.DEFAULT_CMDLINE!r}; with --disk or "
+        f"--net: {launcher.DEVICES_CMDLINE!r})",
+    )
+    p.add_argument(
+        "--disk",
+        action="append",
+        default=[],
+        metavar="PATH[,ro]",
+        help="raw image as a virtio-blk disk (repeatable; vda, vdb... in order)",
+    )
+    p.add_argument(
+        "--net",
+        action="append",
+        default=[],
+        metavar="TAP[,mac=XX:XX:XX:XX:XX:XX]",
+        help="virtio-net NIC on an existing TAP that is attached to a bridge (repeatable)",
     )
     p.add_argument("--memory", type=int, default=256, metavar="MiB", help="guest RAM (256)")
     p.add_argument("--cpus", type=int, default=1, metavar="N", help="vCPUs (1)")
