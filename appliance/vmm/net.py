@@ -5,12 +5,11 @@ message before the guest starts rather than a guest without network."""
 from __future__ import annotations
 
 import hashlib
+import socket
+import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 from appliance.errors import VmmError
-
-SYS_NET = Path("/sys/class/net")
 
 
 @dataclass(frozen=True)
@@ -55,18 +54,64 @@ def parse_net(spec: str) -> NetSpec:
     return NetSpec(tap, mac)
 
 
-def check_tap(tap: str, sys_net: Path = SYS_NET) -> str:
+# rtnetlink (linux/rtnetlink.h, linux/if_link.h)
+RTM_NEWLINK, RTM_GETLINK = 16, 18
+NLM_F_REQUEST = 1
+NLMSG_ERROR = 2
+IFLA_MASTER, IFLA_LINKINFO, IFLA_INFO_KIND = 10, 18, 1
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    name: str
+    kind: str  # "tun", "bridge", "veth", "" for a plain device
+    master: int  # ifindex of the bridge (or bond) it is attached to; 0 = none
+
+
+def _attrs(data: bytes) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    while len(data) >= 4:
+        length, kind = struct.unpack_from("<HH", data)
+        if length < 4:
+            break
+        out[kind & 0x3FFF] = data[4:length]
+        data = data[(length + 3) & ~3 :]
+    return out
+
+
+def link_info(name: str) -> LinkInfo | None:
+    """The interface `name` in this thread's network namespace (rtnetlink, so
+    it is right even where /sys belongs to another namespace), or None."""
+    try:
+        index = socket.if_nametoindex(name)
+    except OSError:
+        return None
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
+        ifinfo = struct.pack("<BxHiII", socket.AF_UNSPEC, 0, index, 0, 0)
+        nl.send(struct.pack("<IHHII", 16 + len(ifinfo), RTM_GETLINK, NLM_F_REQUEST, 1, 0) + ifinfo)
+        reply = nl.recv(65536)
+    length, kind = struct.unpack_from("<IH", reply)
+    if kind != RTM_NEWLINK:
+        return None
+    attrs = _attrs(reply[16 + 16 : length])
+    master = struct.unpack("<I", attrs[IFLA_MASTER])[0] if IFLA_MASTER in attrs else 0
+    link_kind = _attrs(attrs.get(IFLA_LINKINFO, b"")).get(IFLA_INFO_KIND, b"")
+    return LinkInfo(name, link_kind.rstrip(b"\0").decode(), master)
+
+
+def check_tap(tap: str) -> str:
     """The bridge `tap` is attached to; VmmError when it is missing, not a
     TAP, or on no bridge."""
-    dev = sys_net / tap
-    if not dev.exists():
+    info = link_info(tap)
+    if info is None:
         raise VmmError(
             f"TAP {tap} does not exist: create it (ip tuntap add dev {tap} mode tap) "
             "and attach it to a bridge"
         )
-    if not (dev / "tun_flags").exists():
+    if info.kind != "tun":
         raise VmmError(f"{tap} is not a TAP interface")
-    master = dev / "master"
-    if not master.exists() or not (master / "bridge").exists():
+    bridge = socket.if_indextoname(info.master) if info.master else ""
+    master = link_info(bridge) if bridge else None
+    if master is None or master.kind != "bridge":
         raise VmmError(f"TAP {tap} is not attached to a bridge (ip link set {tap} master BRIDGE)")
-    return master.resolve().name
+    return bridge

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -16,7 +14,7 @@ import pytest
 
 from appliance.errors import VmmError
 from appliance.vmm import EntryMode, ExitStatus, Machine, MachineConfig
-from appliance.vmm.net import default_mac, parse_net
+from appliance.vmm.net import check_tap, default_mac, parse_net
 from tests.vmm.netns import bridge_with_tap, inside, ip, netns
 from tests.vmm.virtio_script import BUF_BASE, DEVCFG, F_WRITE, SCRIPT_ADDR, WAIT16, Driver, Script
 
@@ -111,24 +109,17 @@ def test_tap_must_be_on_a_bridge(ns: str) -> None:
     ip("tuntap", "add", "dev", "tap9", "mode", "tap", ns=ns)
 
     def judge(tap: str) -> str:
-        # `ip netns exec` mounts the namespace's own /sys, where its TAPs are
-        code = (
-            "import sys\n"
-            "from appliance.vmm.net import check_tap\n"
-            "from appliance.errors import VmmError\n"
-            "try: print(check_tap(sys.argv[1]))\n"
-            "except VmmError as e: print('error:', e)"
-        )
-        r = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", code, tap],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return r.stdout.strip()
+        try:
+            with inside(ns):
+                return check_tap(tap)
+        except VmmError as e:
+            return f"error: {e}"
 
     assert judge("tap0") == "br0"
     assert "not attached to a bridge" in judge("tap9")
     assert "does not exist" in judge("nosuch0")
     assert "not a TAP" in judge("br0")
+    assert "not a TAP" in judge("lo")
 
 
 def test_net_spec_parses_tap_and_mac() -> None:
