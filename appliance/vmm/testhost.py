@@ -327,9 +327,17 @@ class L1Run:
 
 
 def boot_l1(
-    kernel: Path, initrd: Path, timeout: float, memory_mib: int = 2048, smp: int = 1
+    kernel: Path,
+    initrd: Path,
+    timeout: float,
+    memory_mib: int = 2048,
+    smp: int = 1,
+    drives: Sequence[Path] = (),
 ) -> L1Run:
     """Boot the test host under QEMU TCG `-cpu max`; returns its console output.
+
+    `drives` are attached as virtio disks (vda, vdb... in L1; the L1 initramfs
+    needs virtio_pci and virtio_blk) in snapshot mode: the files stay as they are.
 
     The console is also written, as it happens, to l1-console.log beside the
     initramfs (`tail -f` it to watch a long run)."""
@@ -345,6 +353,8 @@ def boot_l1(
         "-serial", f"file:{log}", "-kernel", str(kernel), "-initrd", str(initrd),
         "-append", "console=ttyS0 panic=-1 quiet",
     ]  # fmt: skip
+    for d in drives:
+        cmd += ["-drive", f"file={d},format=raw,if=virtio,snapshot=on"]
     t0 = time.monotonic()
     try:
         proc = run(cmd, capture=True, check=False, timeout=timeout, what="the nested test host")
