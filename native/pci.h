@@ -11,7 +11,7 @@
 
 #define PCI_CONF_ADDR 0xcf8
 #define PCI_CONF_DATA 0xcfc
-#define PCI_WINDOW_BASE 0xd0000000ULL
+#define PCI_WINDOW_BASE 0xe0000000ULL
 #define PCI_WINDOW_SIZE 0x10000000ULL
 #define PCI_MAX_DEVICES 16 /* slot 0 is the host bridge */
 

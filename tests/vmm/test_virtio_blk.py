@@ -110,7 +110,7 @@ def test_pci_bus_shows_a_modern_virtio_blk_function(
     with vm:
         assert result.status is ExitStatus.POWERED_OFF and result.exit_code == 0, result
         assert u32(vm, ids) == 0x1042_1AF4  # virtio vendor, modern block device
-        assert u32(vm, bar) == 0xD010_0000  # BAR0 in the PCI window, memory, 32-bit
+        assert u32(vm, bar) == 0xE010_0000  # BAR0 in the PCI window, memory, 32-bit
         assert u32(vm, bridge) >> 16 == 0x0600  # host bridge class at 00:00.0
         assert u32(vm, empty) == 0xFFFF_FFFF
         assert u32(vm, feats["features_hi"]) & 1  # VIRTIO_F_VERSION_1
