@@ -45,9 +45,12 @@ def validate(options: dict[str, Any], recipe: Recipe) -> None:
 
 
 def usage(path: Path) -> str:
+    if path.name.endswith((".vmlinuz", ".initrd.img")):
+        return "the kernel / initramfs of the rootfs image beside it"
     stem = path.with_suffix("")
     return (f"boot it with `appliance vm run --kernel {stem}.vmlinuz --initrd "
-            f"{stem}.initrd.img --disk {path} --cmdline 'console=ttyS0 root=/dev/vda ...'`")
+            f"{stem}.initrd.img --disk {path} --net TAP --cmdline 'console=ttyS0 root=/dev/vda rw pci=conf1 "
+            "acpi=off net.ifnames=0'`")
 
 
 def write(ctx: OutputContext) -> list[Path]:
