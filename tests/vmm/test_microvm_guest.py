@@ -112,7 +112,7 @@ def test_microvm_guest_reaches_a_login_prompt(l1_output: str) -> None:
 
 
 def test_microvm_guest_root_is_on_virtio_blk(l1_output: str) -> None:
-    m = re.search(r"ROOT=(\S+) (\S+)", l1_output)
+    m = re.search(r"ROOT=(/\S+) (\S+)", l1_output)  # not the echoed command line
     assert m, l1_output[-4000:]
     assert m.group(1) == "/dev/vda" and m.group(2) == "ext4"
 
