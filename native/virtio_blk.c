@@ -141,7 +141,9 @@ void virtio_blk_process(struct virtio_blk *b)
     struct virtq *q = &d->vq[0];
     struct virtq_chain c;
     int done = 0;
-    for (;;) {
+    /* at most one queue's worth per notify: another vCPU refilling the ring
+     * cannot keep this one in the device forever (the driver notifies again) */
+    for (uint32_t budget = q->size; budget > 0; budget--) {
         int r = virtq_pop(q, &d->mem, &c);
         if (r == 0)
             break;

@@ -58,7 +58,7 @@ static void transmit(struct virtio_net *n)
     struct virtq *q = &d->vq[TXQ];
     struct virtq_chain c;
     int done = 0;
-    for (;;) {
+    for (uint32_t budget = q->size; budget > 0; budget--) { /* see virtio_blk_process */
         int r = virtq_pop(q, &d->mem, &c);
         if (r == 0)
             break;
@@ -158,9 +158,9 @@ static void *rx_thread(void *arg)
         if (!want_tap || !(p[1].revents & POLLIN))
             continue;
         pthread_mutex_lock(&n->dev.lock);
-        int r;
-        while ((r = receive_one(n)) == 1) {
-        }
+        int r = 1;
+        for (uint32_t budget = NET_QUEUE_SIZE; budget > 0 && r == 1; budget--)
+            r = receive_one(n);
         pthread_mutex_unlock(&n->dev.lock);
         if (r < 0)
             want_tap = 0; /* frames wait in the TAP until the guest posts buffers */

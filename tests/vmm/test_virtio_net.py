@@ -134,3 +134,50 @@ def test_net_spec_parses_tap_and_mac() -> None:
         parse_net("tap1,mac=01:00:00:00:00:01")
     with pytest.raises(VmmError, match="unknown option"):
         parse_net("tap1,speed=10")
+
+
+@pytest.mark.parametrize("kind", ["writable-tx", "outside-ram", "loop"])
+def test_malformed_transmit_breaks_the_nic_not_the_monitor(
+    guests: dict[str, bytes], ns: str, kind: str
+) -> None:
+    s = Script()
+    d = Driver(s, 1)
+    d.probe()
+    d.init(F_MAC)
+    d.setup_queue(0, 16)
+    txq = d.setup_queue(1, 16)
+    d.driver_ok()
+    buf = BUF_BASE
+    s.mem.append((buf, bytes(12) + frame(b"\xff" * 6, MAC, b"bad")))
+    if kind == "writable-tx":
+        d.descriptors(txq, 0, [(buf, 72, F_WRITE)])
+    elif kind == "outside-ram":
+        d.descriptors(txq, 0, [(buf, 12, 0), (0x7_0000_0000, 60, 0)])
+    else:
+        d.raw_descriptor(txq, 0, buf, 12, 1, 1)
+        d.raw_descriptor(txq, 1, buf + 12, 60, 1, 0)
+    d.post(txq, 0)
+    status = s.read8(d.bar + 0x14)
+    s.end(0)
+    with inside(ns):
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    with sock, Machine(MachineConfig(memory_mib=64)) as vm:
+        sock.bind(("tap0", 0))
+        with inside(ns):
+            vm.add_net("tap0", MAC)
+        vm.load_raw(GUEST_LOAD, guests["script"])
+        for gpa, data in s.mem:
+            vm.load_raw(gpa, data)
+        vm.load_raw(SCRIPT_ADDR, s.image())
+        vm.set_entry(EntryMode.PROT32, GUEST_LOAD)
+        result = vm.run(timeout=60)
+        assert result.status is ExitStatus.POWERED_OFF and result.exit_code == 0, result
+        assert vm.read_memory(status, 1)[0] & 0x40  # DEVICE_NEEDS_RESET
+        dev = vm.devices()[0]
+        assert dev.errors == 1 and dev.needs_reset and dev.bytes_written == 0, dev
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            while True:  # nothing from the guest reached the TAP
+                data, addr = sock.recvfrom(2048)
+                if addr[2] != socket.PACKET_OUTGOING and data[12:14] == b"\x88\xb5":
+                    raise AssertionError(f"a frame got through: {data!r}")
