@@ -48,6 +48,11 @@ def inside(name: str) -> Iterator[None]:
 
 
 def bridge_with_tap(ns: str, bridge: str = "br0", tap: str = "tap0") -> None:
+    # no IPv6 on the new links: their router solicitations and MLD reports
+    # would be the frames a test's guest receives instead of the test's own
+    sysctl = ["sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1",
+              "net.ipv6.conf.all.disable_ipv6=1"]  # fmt: skip
+    subprocess.run(["ip", "netns", "exec", ns, *sysctl], check=True, capture_output=True)
     ip("link", "add", bridge, "type", "bridge", ns=ns)
     ip("tuntap", "add", "dev", tap, "mode", "tap", ns=ns)
     ip("link", "set", tap, "master", bridge, ns=ns)
