@@ -185,6 +185,14 @@ static void *vcpu_thread(void *arg)
     sigdelset(&set, SIGILL);
     pthread_sigmask(SIG_SETMASK, &set, NULL);
 
+    if (vm->seccomp) {
+        int e = vcpu_seccomp();
+        if (e < 0) {
+            stop_detail(vm, v->id, VMM_EXIT_CRASH, e, 0, 0);
+            return NULL;
+        }
+    }
+
     while (!__atomic_load_n(&vm->stop_requested, __ATOMIC_ACQUIRE)) {
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {
@@ -615,6 +623,7 @@ static int setup(struct vmm *vm, const struct vmm_config *cfg)
     vm->ncpus = cfg->ncpus;
     vm->mem_bytes = cfg->mem_bytes;
     vm->kick_signal = cfg->kick_signal ? cfg->kick_signal : SIGRTMIN + 4;
+    vm->seccomp = cfg->seccomp;
     if (ensure_kick_handler(vm->kick_signal) < 0)
         return vmm_fail(vm, VMM_E_INVAL, "cannot use signal %d to kick vCPUs: %s",
                         vm->kick_signal, strerror(errno));

@@ -111,6 +111,8 @@ struct vmm_config {
                              0 = SIGRTMIN + 4 (a real-time signal applications
                              rarely use).  If the process has no handler for it,
                              vmm_create() installs an empty one (process-wide). */
+    int seccomp;          /* non-zero: each vCPU thread confines itself with a
+                             seccomp filter (seccomp.c) before running the guest */
 };
 
 struct vmm_e820_entry {

@@ -35,6 +35,7 @@ SOURCES = [
     "virtio_pci.c",
     "virtio_blk.c",
     "virtio_net.c",
+    "seccomp.c",
 ]
 CFLAGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"]
 

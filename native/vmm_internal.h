@@ -161,6 +161,7 @@ struct vmm {
     uint32_t nvdev;
 
     int kick_signal;
+    int seccomp;
     pthread_mutex_t stop_lock;
     int stop_requested;   /* read with atomics by the vCPU loops */
     int threads_live;
@@ -180,6 +181,9 @@ int vcpu_setup_cpuid(struct vmm *vm, struct vcpu *v);
 int vcpu_setup_lapic(struct vmm *vm, struct vcpu *v);
 int vcpu_set_entry(struct vmm *vm, struct vcpu *v, uint32_t mode, uint64_t entry,
                    uint64_t esi);
+
+/* seccomp.c: confine the calling (vCPU) thread; 0 or -errno. */
+int vcpu_seccomp(void);
 
 /* mptable.c */
 int mptable_write(struct vmm *vm, uint64_t addr, uint64_t max_len);

@@ -49,8 +49,8 @@ def usage(path: Path) -> str:
         return "the kernel / initramfs of the rootfs image beside it"
     stem = path.with_suffix("")
     return (f"boot it with `appliance vm run --kernel {stem}.vmlinuz --initrd "
-            f"{stem}.initrd.img --disk {path} --net TAP --cmdline 'console=ttyS0 root=/dev/vda rw pci=conf1 "
-            "acpi=off net.ifnames=0'`")
+            f"{stem}.initrd.img --disk {path} --net TAP --cmdline 'console=ttyS0 "
+            "root=/dev/vda rw pci=conf1 acpi=off net.ifnames=0'`")
 
 
 def write(ctx: OutputContext) -> list[Path]:

@@ -100,6 +100,7 @@ class MachineConfig:
     memory_mib: int = 256
     cpus: int = 1
     kvm_path: str = DEFAULT_KVM
+    seccomp: bool = False  # confine each vCPU thread with a seccomp filter
 
     def validate(self) -> None:
         if not 1 <= self.cpus <= MAX_CPUS:
@@ -231,6 +232,7 @@ class Machine:
                 "ncpus": self.config.cpus,
                 "console_out_fd": self._out_w,
                 "kick_signal": 0,
+                "seccomp": 1 if self.config.seccomp else 0,
             },
         )
         path = ffi.new("char[]", os.fsencode(self.config.kvm_path))

@@ -35,9 +35,12 @@ def image(path: Path, sectors: int = 64) -> Path:
 
 
 def run_script(
-    guests: dict[str, bytes], disks: list[tuple[Path, bool]], script: Script
+    guests: dict[str, bytes],
+    disks: list[tuple[Path, bool]],
+    script: Script,
+    seccomp: bool = False,
 ) -> tuple[RunResult, list[DeviceInfo], Machine]:
-    vm = Machine(MachineConfig(memory_mib=64))
+    vm = Machine(MachineConfig(memory_mib=64, seccomp=seccomp))
     try:
         for path, ro in disks:
             vm.add_disk(path, read_only=ro)
@@ -152,6 +155,59 @@ def test_guest_writes_reach_the_file_and_reads_return_it(
     assert content[: 3 * SECTOR] == image(tmp_path / "ref.img").read_bytes()[: 3 * SECTOR]
     assert devs[0].requests == 3 and devs[0].errors == 0
     assert devs[0].bytes_written == 2 * SECTOR and devs[0].bytes_read == 3 * SECTOR
+
+
+def seccomp_threads() -> int:
+    """Threads of this process confined by a seccomp filter (not counting
+    KVM's kernel workers such as kvm-nx-lpage-recovery, which KVM forks off
+    the first vCPU thread and which so inherit its filter)."""
+    count = 0
+    for status in Path("/proc/self/task").glob("*/status"):
+        try:
+            text = status.read_text()
+            if "Seccomp:\t2" in text and not text.startswith("Name:\tkvm-"):
+                count += 1
+        except OSError:
+            pass  # the thread ended
+    return count
+
+
+def test_disk_io_works_with_vcpu_threads_under_seccomp(
+    guests: dict[str, bytes], tmp_path: Path
+) -> None:
+    disk = image(tmp_path / "d.img")
+    s = Script()
+    d, q = blk_driver(s)
+    write = Request(0, T_OUT, 4, SECTOR)
+    flush = Request(1, T_FLUSH, 0, 0)
+    read = Request(2, T_IN, 9, SECTOR)
+    submit(d, q, write, 0, b"\x5e" * SECTOR)
+    submit(d, q, flush, 3)
+    submit(d, q, read, 5)
+    s.end(0)
+    result, _, vm = run_script(guests, [(disk, False)], s, seccomp=True)
+    with vm:
+        assert result.status is ExitStatus.POWERED_OFF and result.exit_code == 0, result
+        for req in (write, flush, read):
+            assert vm.read_memory(req.status, 1) == b"\x00"
+        assert vm.read_memory(read.data, SECTOR) == disk.read_bytes()[9 * SECTOR : 10 * SECTOR]
+    assert disk.read_bytes()[4 * SECTOR : 5 * SECTOR] == b"\x5e" * SECTOR
+    assert seccomp_threads() == 0  # the filter dies with the vCPU threads
+
+
+def test_seccomp_confines_each_vcpu_thread_and_nothing_else(guests: dict[str, bytes]) -> None:
+    import threading
+
+    seen: list[int] = []
+    with Machine(MachineConfig(memory_mib=64, cpus=2, seccomp=True)) as vm:
+        vm.load_raw(GUEST_LOAD, guests["spin"])
+        vm.set_entry(EntryMode.PROT32, GUEST_LOAD)
+        t = threading.Timer(1.5, lambda: seen.append(seccomp_threads()))
+        t.start()
+        result = vm.run(timeout=3)
+        t.join()
+    assert result.status is ExitStatus.KILLED  # stopping from the host still works
+    assert seen == [2]
 
 
 def test_read_only_disk_refuses_writes_and_says_so(
