@@ -294,6 +294,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
             entry_64=args.entry == "64",
             disks=tuple(launcher.parse_disk(d) for d in args.disk),
             nets=tuple(parse_net(n) for n in args.net),
+            seccomp=args.seccomp,
         )
     )
     if args.json:
@@ -349,6 +350,12 @@ def _add_vm_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--timeout", type=float, metavar="SECONDS", help="kill the guest after this long"
     )
     p.add_argument("--kvm", default="/dev/kvm", metavar="DEVICE", help="KVM device (/dev/kvm)")
+    p.add_argument(
+        "--seccomp",
+        action="store_true",
+        help="confine each vCPU thread with a seccomp filter (a disallowed system call "
+        "kills the monitor)",
+    )
     p.add_argument(
         "--entry",
         choices=("64", "32"),

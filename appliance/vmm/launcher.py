@@ -55,13 +55,16 @@ class VmRun:
     entry_64: bool = True  # the 64-bit entry if the kernel offers it, else 32-bit
     disks: tuple[DiskSpec, ...] = ()
     nets: tuple[NetSpec, ...] = ()
+    seccomp: bool = False
 
 
 def run_vm(spec: VmRun) -> RunResult:
     """Create, load and run the guest in the foreground until it stops."""
     for net in spec.nets:
         check_tap(net.tap)
-    config = MachineConfig(memory_mib=spec.memory_mib, cpus=spec.cpus, kvm_path=spec.kvm_path)
+    config = MachineConfig(
+        memory_mib=spec.memory_mib, cpus=spec.cpus, kvm_path=spec.kvm_path, seccomp=spec.seccomp
+    )
     cmdline = spec.cmdline
     if cmdline is None:
         cmdline = default_cmdline(bool(spec.disks or spec.nets))

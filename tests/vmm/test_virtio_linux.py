@@ -4,6 +4,7 @@ test host (QEMU TCG -cpu max -> kvm_amd -> our monitor):
 - the PCI bus (pci=conf1) shows the virtio functions, virtio_pci binds them;
 - the ext4 disk on virtio-blk mounts, a file written by the guest lands in
   the image;
+- the vCPU threads run under the seccomp filter (--seccomp);
 - virtio-net reaches an address on a bridge in a network namespace of L1
   (ping and a TCP echo), through a TAP created there.
 
@@ -60,7 +61,7 @@ ip link set tap0 up
 nc -ll -p 7 -e cat &
 echo "=== L2 virtio"
 python3 -m appliance vm run --kernel /l2/vmlinuz --initrd /l2/initrd.cpio \\
-    --disk /l2/root.img --net tap0,mac=52:54:00:12:34:56 --memory 256 --timeout 240 \\
+    --disk /l2/root.img --net tap0,mac=52:54:00:12:34:56 --memory 256 --timeout 240 --seccomp \\
     --json --cmdline "{CMDLINE}" </dev/null
 echo "=== rc=$?"
 echo "L1-DISK $(grep -c 'written by L2 over virtio-blk' /l2/root.img)"
