@@ -28,6 +28,7 @@ static const int allowed[] = {
     SYS_clock_gettime, SYS_clock_nanosleep, SYS_sched_yield,
     SYS_madvise,      SYS_munmap,    SYS_mmap,       SYS_brk,     /* allocator, thread exit */
     SYS_exit,         SYS_exit_group, SYS_restart_syscall,
+    SYS_sigaltstack,                            /* sanitizers unset theirs at thread exit */
 };
 
 int vcpu_seccomp(void)

@@ -58,3 +58,19 @@ def bridge_with_tap(ns: str, bridge: str = "br0", tap: str = "tap0") -> None:
     ip("link", "set", tap, "master", bridge, ns=ns)
     ip("link", "set", bridge, "up", ns=ns)
     ip("link", "set", tap, "up", ns=ns)
+
+
+def wait_carrier(ns: str, dev: str, timeout: float = 10.0) -> None:
+    """Wait until `dev` has carrier and a real qdisc: the kernel activates a
+    link asynchronously (linkwatch) and drops what is sent before that."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["ip", "-n", ns, "link", "show", dev], check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+        if "LOWER_UP" in out and "qdisc noop" not in out:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{dev} in {ns} has no carrier: {out}")
+        time.sleep(0.05)
