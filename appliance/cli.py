@@ -352,6 +352,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from appliance.vmm import launcher
+    from appliance.vmm.net import parse_net
 
     result = launcher.run_vm(
         launcher.VmRun(
@@ -364,6 +365,9 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             kvm_path=args.kvm,
             entry_64=args.entry == "64",
+            disks=tuple(launcher.parse_disk(d) for d in args.disk),
+            nets=tuple(parse_net(n) for n in args.net),
+            seccomp=args.seccomp,
         )
     )
     if args.json:
@@ -390,9 +394,23 @@ def _add_vm_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--initrd", metavar="FILE", help="initramfs")
     p.add_argument(
         "--cmdline",
-        default=launcher.DEFAULT_CMDLINE,
         metavar="STR",
-        help=f"kernel command line (default: {launcher.DEFAULT_CMDLINE!r})",
+        help=f"kernel command line (default: {launcher.DEFAULT_CMDLINE!r}; with --disk or "
+        f"--net: {launcher.DEVICES_CMDLINE!r})",
+    )
+    p.add_argument(
+        "--disk",
+        action="append",
+        default=[],
+        metavar="PATH[,ro]",
+        help="raw image as a virtio-blk disk (repeatable; vda, vdb... in order)",
+    )
+    p.add_argument(
+        "--net",
+        action="append",
+        default=[],
+        metavar="TAP[,mac=XX:XX:XX:XX:XX:XX]",
+        help="virtio-net NIC on an existing TAP that is attached to a bridge (repeatable)",
     )
     p.add_argument("--memory", type=int, default=256, metavar="MiB", help="guest RAM (256)")
     p.add_argument("--cpus", type=int, default=1, metavar="N", help="vCPUs (1)")
@@ -405,6 +423,12 @@ def _add_vm_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--timeout", type=float, metavar="SECONDS", help="kill the guest after this long"
     )
     p.add_argument("--kvm", default="/dev/kvm", metavar="DEVICE", help="KVM device (/dev/kvm)")
+    p.add_argument(
+        "--seccomp",
+        action="store_true",
+        help="confine each vCPU thread with a seccomp filter (a disallowed system call "
+        "kills the monitor)",
+    )
     p.add_argument(
         "--entry",
         choices=("64", "32"),

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "virtio.h"
 #include "vmm_internal.h"
 
 #define KVM_API_VERSION_EXPECTED 12
@@ -51,6 +52,7 @@ const char *vmm_strerror(int code)
     case VMM_E_THREAD: return "cannot start vCPU thread";
     case VMM_E_STATE: return "invalid state";
     case VMM_E_IO: return "cannot read file";
+    case VMM_E_DEVICE: return "cannot create device";
     default: return "unknown error";
     }
 }
@@ -182,6 +184,14 @@ static void *vcpu_thread(void *arg)
     sigdelset(&set, SIGFPE);
     sigdelset(&set, SIGILL);
     pthread_sigmask(SIG_SETMASK, &set, NULL);
+
+    if (vm->seccomp) {
+        int e = vcpu_seccomp();
+        if (e < 0) {
+            stop_detail(vm, v->id, VMM_EXIT_CRASH, e, 0, 0);
+            return NULL;
+        }
+    }
 
     while (!__atomic_load_n(&vm->stop_requested, __ATOMIC_ACQUIRE)) {
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
@@ -344,6 +354,121 @@ int vmm_get_e820(const vmm_t *vm, struct vmm_e820_entry *out, uint32_t max)
     return vmm_build_e820(vm, out, max);
 }
 
+/* ---- virtio devices ------------------------------------------------------- */
+
+static void *mem_xlate(void *ctx, uint64_t gpa, uint64_t len)
+{
+    return gpa_to_hva(ctx, gpa, len);
+}
+
+static int device_slot_check(struct vmm *vm)
+{
+    if (vm->has_run)
+        return vmm_fail(vm, VMM_E_STATE, "devices must be added before the VM runs");
+    if (vm->nvdev >= VMM_MAX_DEVICES)
+        return vmm_fail(vm, VMM_E_DEVICE, "at most %d virtio devices", VMM_MAX_DEVICES);
+    return 0;
+}
+
+static int plug(struct vmm *vm, struct virtio_dev *d)
+{
+    d->slot = pci_add(&vm->pci, &d->pci);
+    if (d->slot < 0)
+        return vmm_fail(vm, VMM_E_DEVICE, "no free PCI slot");
+    vm->vdev[vm->nvdev] = d;
+    return (int)vm->nvdev++;
+}
+
+int vmm_add_disk(vmm_t *vm, int fd, int read_only)
+{
+    int r = device_slot_check(vm);
+    if (r < 0)
+        return r;
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (own < 0)
+        return vmm_fail(vm, VMM_E_DEVICE, "disk: %s", strerror(errno));
+    struct virtio_blk *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        close(own);
+        return vmm_fail(vm, VMM_E_NOMEM, "out of memory for a disk");
+    }
+    struct virtq_mem mem = {.xlate = mem_xlate, .ctx = vm};
+    char err[128];
+    if (virtio_blk_init(b, own, read_only, &vm->events, &mem, vm->vm_fd,
+                        VMM_PCI_IRQ_BASE + vm->nvdev, err, sizeof(err)) < 0) {
+        close(own);
+        free(b);
+        return vmm_fail(vm, VMM_E_DEVICE, "%s", err);
+    }
+    r = plug(vm, &b->dev);
+    if (r < 0) {
+        close(own);
+        virtio_dev_destroy(&b->dev);
+        free(b);
+    }
+    return r;
+}
+
+int vmm_add_net(vmm_t *vm, const char *tap, const uint8_t *mac)
+{
+    int r = device_slot_check(vm);
+    if (r < 0)
+        return r;
+    if (tap == NULL || mac == NULL)
+        return vmm_fail(vm, VMM_E_INVAL, "no TAP name or MAC address");
+    struct virtio_net *n = calloc(1, sizeof(*n));
+    if (n == NULL)
+        return vmm_fail(vm, VMM_E_NOMEM, "out of memory for a NIC");
+    struct virtq_mem mem = {.xlate = mem_xlate, .ctx = vm};
+    char err[160];
+    if (virtio_net_init(n, tap, mac, &vm->events, &mem, vm->vm_fd,
+                        VMM_PCI_IRQ_BASE + vm->nvdev, err, sizeof(err)) < 0) {
+        free(n);
+        return vmm_fail(vm, VMM_E_DEVICE, "%s", err);
+    }
+    if (virtio_net_start(n, err, sizeof(err)) < 0) {
+        virtio_net_destroy(n);
+        free(n);
+        return vmm_fail(vm, VMM_E_DEVICE, "%s", err);
+    }
+    r = plug(vm, &n->dev);
+    if (r < 0) {
+        virtio_net_destroy(n);
+        free(n);
+    }
+    return r;
+}
+
+int vmm_device_count(const vmm_t *vm)
+{
+    return (int)vm->nvdev;
+}
+
+int vmm_get_device(vmm_t *vm, uint32_t index, struct vmm_device_info *out)
+{
+    if (index >= vm->nvdev || out == NULL)
+        return vmm_fail(vm, VMM_E_INVAL, "no device %u", index);
+    struct virtio_dev *d = vm->vdev[index];
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&d->lock);
+    out->kind = d->device_id;
+    out->pci_slot = (uint32_t)d->slot;
+    out->irq = d->irq;
+    out->status = d->status;
+    out->features = d->features;
+    out->driver_features = d->driver_features;
+    out->requests = d->stats.requests;
+    out->errors = d->stats.errors;
+    out->bytes_read = d->stats.bytes_read;
+    out->bytes_written = d->stats.bytes_written;
+    out->interrupts = d->stats.interrupts;
+    if (d->device_id == VIRTIO_ID_NET)
+        out->rx_dropped = ((struct virtio_net *)d)->rx_dropped;
+    snprintf(out->last_error, sizeof(out->last_error), "%s", d->last_error);
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
 /* ---- creation and destruction -------------------------------------------- */
 
 static void empty_handler(int sig)
@@ -498,6 +623,7 @@ static int setup(struct vmm *vm, const struct vmm_config *cfg)
     vm->ncpus = cfg->ncpus;
     vm->mem_bytes = cfg->mem_bytes;
     vm->kick_signal = cfg->kick_signal ? cfg->kick_signal : SIGRTMIN + 4;
+    vm->seccomp = cfg->seccomp;
     if (ensure_kick_handler(vm->kick_signal) < 0)
         return vmm_fail(vm, VMM_E_INVAL, "cannot use signal %d to kick vCPUs: %s",
                         vm->kick_signal, strerror(errno));
@@ -542,7 +668,8 @@ static int setup(struct vmm *vm, const struct vmm_config *cfg)
         i8042_init(&vm->i8042, &vm->pio, &vm->events) < 0 ||
         rtc_init(&vm->rtc, &vm->pio, VMM_PORT_RTC) < 0 ||
         boot_timer_init(&vm->timer, &vm->pio, VMM_PORT_BOOT_DONE) < 0 ||
-        debug_exit_init(&vm->dbg, &vm->pio, VMM_PORT_DEBUG_EXIT, &vm->events) < 0)
+        debug_exit_init(&vm->dbg, &vm->pio, VMM_PORT_DEBUG_EXIT, &vm->events) < 0 ||
+        pci_init(&vm->pci, &vm->pio, &vm->mmio) < 0)
         return vmm_fail(vm, VMM_E_INVAL, "cannot register the devices");
     vm->devices_ready = 1;
 
@@ -589,7 +716,18 @@ void vmm_destroy(vmm_t *vm)
         if (v->fd >= 0)
             close(v->fd);
     }
+    for (uint32_t i = 0; i < vm->nvdev; i++) {
+        struct virtio_dev *d = vm->vdev[i];
+        if (d->device_id == VIRTIO_ID_NET) {
+            virtio_net_destroy((struct virtio_net *)d);
+        } else {
+            close(((struct virtio_blk *)d)->fd);
+            virtio_dev_destroy(d);
+        }
+        free(d);
+    }
     if (vm->devices_ready) {
+        pci_destroy(&vm->pci);
         serial_destroy(&vm->serial);
         i8042_destroy(&vm->i8042);
         rtc_destroy(&vm->rtc);

@@ -36,6 +36,8 @@
 #define VMM_MMIO_HOLE_END 0x100000000ULL
 
 #define VMM_MAX_CPUS 32
+#define VMM_MAX_DEVICES 8     /* virtio devices (PCI slots 1..8, GSI 16..23) */
+#define VMM_PCI_IRQ_BASE 16
 #define VMM_MAX_E820 8
 
 #ifndef __ASSEMBLER__
@@ -57,6 +59,30 @@ enum vmm_errcode {
     VMM_E_THREAD = 10,       /* creating a vCPU thread failed */
     VMM_E_STATE = 11,        /* call not valid in the handle's state */
     VMM_E_IO = 12,           /* reading a kernel or initramfs file failed */
+    VMM_E_DEVICE = 13,       /* a device cannot be created (disk, TAP) */
+};
+
+/* Kinds of virtio device (the virtio device id). */
+enum vmm_device_kind {
+    VMM_DEV_NET = 1,
+    VMM_DEV_BLOCK = 2,
+};
+
+/* State and counters of one virtio device, for tests and monitoring. */
+struct vmm_device_info {
+    uint32_t kind;          /* enum vmm_device_kind */
+    uint32_t pci_slot;
+    uint32_t irq;           /* INTx GSI */
+    uint32_t status;        /* virtio device status (0x40 = needs reset) */
+    uint64_t features;      /* offered */
+    uint64_t driver_features;
+    uint64_t requests;      /* chains taken from the queues */
+    uint64_t errors;        /* guest mistakes that broke the device */
+    uint64_t bytes_read;    /* device -> guest */
+    uint64_t bytes_written; /* guest -> device */
+    uint64_t interrupts;
+    uint64_t rx_dropped;    /* net: frames from the TAP with no guest buffer */
+    char last_error[128];
 };
 
 /* Why vmm_run() returned. */
@@ -85,6 +111,8 @@ struct vmm_config {
                              0 = SIGRTMIN + 4 (a real-time signal applications
                              rarely use).  If the process has no handler for it,
                              vmm_create() installs an empty one (process-wide). */
+    int seccomp;          /* non-zero: each vCPU thread confines itself with a
+                             seccomp filter (seccomp.c) before running the guest */
 };
 
 struct vmm_e820_entry {
@@ -171,6 +199,15 @@ int vmm_read_mem(const vmm_t *vm, uint64_t gpa, uint8_t *out, size_t len);
 /* Point the boot vCPU at an entry point; esi is passed in ESI/RSI (the zero
  * page for Linux).  A zero page with the e820 map is always present. */
 int vmm_set_entry(vmm_t *vm, uint32_t mode, uint64_t entry, uint64_t esi);
+
+/* Add a virtio-blk disk backed by fd (a raw image; the monitor keeps a dup).
+ * Returns the device index (>= 0) or a negative error.  Before vmm_run(). */
+int vmm_add_disk(vmm_t *vm, int fd, int read_only);
+/* Add a virtio-net device on an existing TAP interface; mac is 6 bytes.
+ * Returns the device index or a negative error.  Before vmm_run(). */
+int vmm_add_net(vmm_t *vm, const char *tap, const uint8_t *mac);
+int vmm_device_count(const vmm_t *vm);
+int vmm_get_device(vmm_t *vm, uint32_t index, struct vmm_device_info *out);
 
 /* Run all vCPUs until the guest stops or vmm_stop() is called. */
 int vmm_run(vmm_t *vm, struct vmm_result *res);

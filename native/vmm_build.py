@@ -30,6 +30,12 @@ SOURCES = [
     "rtc.c",
     "boot_timer.c",
     "debug_exit.c",
+    "pci.c",
+    "virtq.c",
+    "virtio_pci.c",
+    "virtio_blk.c",
+    "virtio_net.c",
+    "seccomp.c",
 ]
 CFLAGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"]
 

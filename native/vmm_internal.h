@@ -12,6 +12,9 @@
 #include <linux/kvm.h>
 
 #include "vmm.h"
+#include "pci.h"
+
+struct virtio_dev;
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -152,9 +155,13 @@ struct vmm {
     struct rtc rtc;
     struct boot_timer timer;
     struct debug_exit dbg;
+    struct pci_bus pci;
     int devices_ready;
+    struct virtio_dev *vdev[VMM_MAX_DEVICES];
+    uint32_t nvdev;
 
     int kick_signal;
+    int seccomp;
     pthread_mutex_t stop_lock;
     int stop_requested;   /* read with atomics by the vCPU loops */
     int threads_live;
@@ -174,6 +181,9 @@ int vcpu_setup_cpuid(struct vmm *vm, struct vcpu *v);
 int vcpu_setup_lapic(struct vmm *vm, struct vcpu *v);
 int vcpu_set_entry(struct vmm *vm, struct vcpu *v, uint32_t mode, uint64_t entry,
                    uint64_t esi);
+
+/* seccomp.c: confine the calling (vCPU) thread; 0 or -errno. */
+int vcpu_seccomp(void);
 
 /* mptable.c */
 int mptable_write(struct vmm *vm, uint64_t addr, uint64_t max_len);

@@ -6,6 +6,7 @@ Unix socket to its serial port; `launcher` is what `appliance vm run` calls.
 
 from appliance.vmm.machine import (
     BootInfo,
+    DeviceInfo,
     E820Entry,
     EntryMode,
     ExitStatus,
@@ -16,6 +17,7 @@ from appliance.vmm.machine import (
 
 __all__ = [
     "BootInfo",
+    "DeviceInfo",
     "E820Entry",
     "EntryMode",
     "ExitStatus",

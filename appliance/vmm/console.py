@@ -124,12 +124,16 @@ class TerminalConsole:
 class SocketConsole:
     """The serial console on a Unix stream socket, one client at a time.
 
-    Output that arrives while no client is connected is kept (the last
-    BACKLOG_BYTES) and sent to the next client first.
+    The guest never waits for the socket: output goes to a bounded buffer
+    (the last BACKLOG_BYTES) that is sent to the client as fast as it reads,
+    without blocking.  With no client, or a client that stops reading, the
+    oldest output is dropped (counted in `dropped`); a client that connects
+    later gets the buffer first.
     """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.dropped = 0
         self._lock = threading.Lock()
         self._backlog = bytearray()
         self._client: socket.socket | None = None
@@ -145,17 +149,33 @@ class SocketConsole:
             raise VmmError(f"--console-socket {self.path}: {e.strerror}") from e
         self._server.listen(1)
 
+    @property
+    def buffered(self) -> int:
+        with self._lock:
+            return len(self._backlog)
+
     def write(self, data: bytes) -> None:
         with self._lock:
-            if self._client is not None:
-                try:
-                    self._client.sendall(data)
-                    return
-                except OSError:
-                    self._client.close()
-                    self._client = None
             self._backlog += data
-            del self._backlog[:-BACKLOG_BYTES]
+            excess = len(self._backlog) - BACKLOG_BYTES
+            if excess > 0:
+                del self._backlog[:excess]
+                self.dropped += excess
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        """Send what the client takes without blocking; keep the rest."""
+        if self._client is None or not self._backlog:
+            return
+        try:
+            sent = self._client.send(self._backlog)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._client.close()
+            self._client = None
+            return
+        del self._backlog[:sent]
 
     def _serve(self, vm: Machine, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -166,20 +186,25 @@ class SocketConsole:
                 conn, _ = self._server.accept()
             except OSError:
                 return
+            conn.setblocking(False)
             with self._lock:
-                if self._backlog:
-                    try:
-                        conn.sendall(bytes(self._backlog))
-                        self._backlog.clear()
-                    except OSError:
-                        pass  # gone already: keep the backlog, still take its input
                 self._client = conn
+                self._flush_locked()
             while not stop.is_set():
-                ready, _, _ = select.select([conn], [], [], 0.1)
-                if not ready:
+                with self._lock:
+                    if self._client is not conn:
+                        break  # a send failed: the client is gone
+                    pending = [conn] if self._backlog else []
+                readable, writable, _ = select.select([conn], pending, [], 0.1)
+                if writable:
+                    with self._lock:
+                        self._flush_locked()
+                if not readable:
                     continue
                 try:
                     data = conn.recv(4096)
+                except BlockingIOError:
+                    continue
                 except OSError:
                     data = b""
                 if not data:

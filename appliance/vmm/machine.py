@@ -100,6 +100,7 @@ class MachineConfig:
     memory_mib: int = 256
     cpus: int = 1
     kvm_path: str = DEFAULT_KVM
+    seccomp: bool = False  # confine each vCPU thread with a seccomp filter
 
     def validate(self) -> None:
         if not 1 <= self.cpus <= MAX_CPUS:
@@ -141,6 +142,30 @@ class BootInfo:
     zero_page: int
     cmdline_addr: int
     e820: tuple[E820Entry, ...]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One virtio device as the monitor sees it (vmm_get_device)."""
+
+    index: int
+    kind: str  # "block" or "net"
+    pci_slot: int
+    irq: int
+    status: int  # virtio device status; 0x40 = DEVICE_NEEDS_RESET
+    features: int
+    driver_features: int
+    requests: int
+    errors: int
+    bytes_read: int  # device -> guest
+    bytes_written: int  # guest -> device
+    interrupts: int
+    rx_dropped: int
+    last_error: str
+
+    @property
+    def needs_reset(self) -> bool:
+        return bool(self.status & 0x40)
 
 
 @dataclass(frozen=True)
@@ -207,6 +232,7 @@ class Machine:
                 "ncpus": self.config.cpus,
                 "console_out_fd": self._out_w,
                 "kick_signal": 0,
+                "seccomp": 1 if self.config.seccomp else 0,
             },
         )
         path = ffi.new("char[]", os.fsencode(self.config.kvm_path))
@@ -330,6 +356,59 @@ class Machine:
         if lib.vmm_read_mem(self._handle(), gpa, buf, length) < 0:
             raise VmmError(f"0x{gpa:x} + {length} bytes is outside guest RAM")
         return bytes(ffi.buffer(buf, length))
+
+    # -- virtio devices ----------------------------------------------------------
+
+    def add_disk(self, path: Path | str, read_only: bool = False) -> int:
+        """Attach a raw image as a virtio-blk disk; returns the device index."""
+        try:
+            fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR)
+        except OSError as e:
+            raise VmmError(f"disk {path}: {e.strerror or e}") from e
+        try:
+            rc = lib.vmm_add_disk(self._handle(), fd, 1 if read_only else 0)
+        finally:
+            os.close(fd)  # the monitor keeps its own duplicate
+        if rc < 0:
+            raise VmmError(f"disk {path}: {self._err()}")
+        return int(rc)
+
+    def add_net(self, tap: str, mac: bytes) -> int:
+        """Attach a virtio-net device to an existing TAP; returns the device index."""
+        if len(mac) != 6:
+            raise VmmError(f"MAC address must be 6 bytes, not {len(mac)}")
+        rc = lib.vmm_add_net(self._handle(), tap.encode(), ffi.from_buffer(mac))
+        if rc < 0:
+            raise VmmError(self._err())
+        return int(rc)
+
+    def devices(self) -> list[DeviceInfo]:
+        vm = self._handle()
+        out = []
+        info = ffi.new("struct vmm_device_info *")
+        for i in range(lib.vmm_device_count(vm)):
+            self._check(lib.vmm_get_device(vm, i, info))
+            out.append(
+                DeviceInfo(
+                    index=i,
+                    kind={lib.VMM_DEV_BLOCK: "block", lib.VMM_DEV_NET: "net"}.get(
+                        info.kind, str(info.kind)
+                    ),
+                    pci_slot=int(info.pci_slot),
+                    irq=int(info.irq),
+                    status=int(info.status),
+                    features=int(info.features),
+                    driver_features=int(info.driver_features),
+                    requests=int(info.requests),
+                    errors=int(info.errors),
+                    bytes_read=int(info.bytes_read),
+                    bytes_written=int(info.bytes_written),
+                    interrupts=int(info.interrupts),
+                    rx_dropped=int(info.rx_dropped),
+                    last_error=ffi.string(info.last_error).decode(errors="replace"),
+                )
+            )
+        return out
 
     def e820(self) -> list[E820Entry]:
         entries = ffi.new("struct vmm_e820_entry[]", lib.VMM_MAX_E820)

@@ -152,6 +152,65 @@ def kernel_release(kernel: Path) -> str:
     return m.group(1)
 
 
+def module_closure(release: str, names: Sequence[str]) -> list[Path]:
+    """Kernel modules (by name, e.g. "virtio_blk") and everything they depend
+    on, per modules.dep, in an order insmod can load them (dependencies first)."""
+    base = Path("/lib/modules") / release
+    deps: dict[str, list[str]] = {}
+    by_name: dict[str, str] = {}
+    for line in (base / "modules.dep").read_text().splitlines():
+        mod, _, rest = line.partition(":")
+        deps[mod] = rest.split()
+        by_name[Path(mod).name.split(".")[0].replace("-", "_")] = mod
+    order: list[str] = []
+
+    def visit(mod: str) -> None:
+        if mod in order:
+            return
+        for d in deps.get(mod, []):
+            visit(d)
+        order.append(mod)
+
+    for name in names:
+        key = name.replace("-", "_")
+        if key not in by_name:
+            raise VmmError(f"kernel {release} has no module {name} (built in, or missing)")
+        visit(by_name[key])
+    return [base / m for m in order]
+
+
+def build_l2_busybox_initramfs(
+    workdir: Path, kernel: Path, modules: Sequence[str], script: str, name: str
+) -> Path:
+    """An L2 initramfs: busybox, the named modules with their dependencies
+    (loaded in order by /init), then `script` run by busybox sh."""
+    cpio = Cpio()
+    for d in ("proc", "sys", "dev", "tmp", "mnt"):
+        cpio.dir(d)
+    cpio.chardev("dev/console", 5, 1)
+    cpio.copy(Path("/bin/busybox"), "bin/busybox")
+    paths = module_closure(kernel_release(kernel), modules)
+    for m in paths:
+        cpio.copy(m, f"modules/{m.name}")
+    load = "\n".join(
+        f"insmod /modules/{m.name} || echo 'L2: insmod {m.name} failed'" for m in paths
+    )
+    cpio.file(
+        "init",
+        f"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+{load}
+{script}
+""".encode(),
+        0o755,
+    )
+    return cpio.write(workdir / f"{name}.cpio")
+
+
 def build_l2_initramfs(workdir: Path) -> Path:
     """The L2 guest's initramfs: /init (linux_init.c), /dev/console, /dev/port."""
     init = workdir / "linux_init"
@@ -180,6 +239,7 @@ def build_l1_initramfs(
     script: str,
     files: dict[str, Path],
     with_qemu: bool = False,
+    extra_modules: Sequence[str] = (),
 ) -> Path:
     """The L1 test host: busybox, kvm_amd, Python + appliance, `script` run by /init.
 
@@ -196,6 +256,9 @@ def build_l1_initramfs(
     modules = Path("/lib/modules") / release / "kernel"
     for m in KVM_MODULES:
         cpio.copy(modules / m, f"modules/{Path(m).name}")
+    extra = module_closure(release, extra_modules) if extra_modules else []
+    for path in extra:
+        cpio.copy(path, f"modules/{path.name}")
 
     # Python, its standard library, this package with its monitor, cffi's backend
     binaries = [PYTHON, _cffi_backend()]
@@ -231,8 +294,8 @@ def build_l1_initramfs(
         cpio.copy(host, dest)
 
     modprobe = "\n".join(
-        f"insmod /modules/{Path(m).name} || echo 'L1: insmod {Path(m).name} failed'"
-        for m in KVM_MODULES
+        f"insmod /modules/{name} || echo 'L1: insmod {name} failed'"
+        for name in [Path(m).name for m in KVM_MODULES] + [p.name for p in extra]
     )
     cpio.file(
         "init",
@@ -264,9 +327,17 @@ class L1Run:
 
 
 def boot_l1(
-    kernel: Path, initrd: Path, timeout: float, memory_mib: int = 2048, smp: int = 1
+    kernel: Path,
+    initrd: Path,
+    timeout: float,
+    memory_mib: int = 2048,
+    smp: int = 1,
+    drives: Sequence[Path] = (),
 ) -> L1Run:
     """Boot the test host under QEMU TCG `-cpu max`; returns its console output.
+
+    `drives` are attached as virtio disks (vda, vdb... in L1; the L1 initramfs
+    needs virtio_pci and virtio_blk) in snapshot mode: the files stay as they are.
 
     The console is also written, as it happens, to l1-console.log beside the
     initramfs (`tail -f` it to watch a long run)."""
@@ -282,6 +353,8 @@ def boot_l1(
         "-serial", f"file:{log}", "-kernel", str(kernel), "-initrd", str(initrd),
         "-append", "console=ttyS0 panic=-1 quiet",
     ]  # fmt: skip
+    for d in drives:
+        cmd += ["-drive", f"file={d},format=raw,if=virtio,snapshot=on"]
     t0 = time.monotonic()
     try:
         proc = run(cmd, capture=True, check=False, timeout=timeout, what="the nested test host")

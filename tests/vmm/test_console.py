@@ -107,3 +107,58 @@ def test_socket_console_refuses_to_replace_a_regular_file(tmp_path: Path) -> Non
     with pytest.raises(VmmError, match="not a socket"):
         SocketConsole(path)
     assert path.read_text() == "precious"
+
+
+def test_socket_console_never_blocks_on_a_client_that_does_not_read(tmp_path: Path) -> None:
+    from appliance.vmm import Machine, MachineConfig
+    from appliance.vmm.console import BACKLOG_BYTES
+
+    path = tmp_path / "console.sock"
+    with Machine(MachineConfig(memory_mib=16)) as vm:
+        console = SocketConsole(path)
+        with console.attached(vm), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
+            idle.connect(str(path))  # connects, then never reads
+            time.sleep(0.3)  # the server takes the client (it polls every 0.1 s)
+            # far more than any socket buffer holds: write() must never wait
+            chunk = b"y" * 65536
+            writer = threading.Thread(target=lambda: [console.write(chunk) for _ in range(200)])
+            t0 = time.monotonic()
+            writer.start()
+            writer.join(10)
+            assert not writer.is_alive(), "console.write blocked on a client that does not read"
+            assert time.monotonic() - t0 < 10
+            assert console.buffered <= BACKLOG_BYTES
+            assert console.dropped > 0
+            # a client that starts reading gets the newest output, bounded
+            got = bytearray()
+            idle.settimeout(1)
+            try:
+                while chunk_in := idle.recv(65536):
+                    got += chunk_in
+            except TimeoutError:
+                pass
+            assert got.endswith(b"y" * 1000)
+
+
+def test_socket_console_buffers_with_no_client_and_bounds_the_buffer(
+    guests: dict[str, bytes], tmp_path: Path
+) -> None:
+    from appliance.vmm.console import BACKLOG_BYTES
+
+    with _machine(guests, "spew") as vm:
+        console = SocketConsole(tmp_path / "console.sock")
+        written = 0
+
+        def sink(data: bytes) -> None:
+            nonlocal written
+            console.write(data)
+            written += len(data)
+            if written > 2 * BACKLOG_BYTES:
+                vm.stop()  # enough output went by with nobody connected
+
+        with console.attached(vm):
+            result = vm.run(timeout=120, sink=sink)
+        assert result.status is ExitStatus.KILLED
+        assert written > 2 * BACKLOG_BYTES, result
+        assert console.buffered == BACKLOG_BYTES
+        assert console.dropped == written - BACKLOG_BYTES

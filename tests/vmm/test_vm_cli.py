@@ -96,3 +96,33 @@ def test_console_socket_is_served_while_running_and_removed_after(
     result = json.loads(out)  # only the result: the console went to the socket
     assert result["counters"]["serial_rx_bytes"] == len(b"typed into the guest\n")
     assert not path.exists()
+
+
+def test_missing_disk_image_is_a_clear_error(debian_kernel: Path, tmp_path: Path) -> None:
+    r = appliance("--kernel", str(debian_kernel), "--disk", str(tmp_path / "none.img"))
+    assert r.returncode == 5
+    assert f"disk {tmp_path / 'none.img'}: No such file or directory" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_disk_option_is_a_clear_error(debian_kernel: Path, tmp_path: Path) -> None:
+    img = tmp_path / "d.img"
+    img.write_bytes(b"\0" * 4096)
+    r = appliance("--kernel", str(debian_kernel), "--disk", f"{img},fast")
+    assert r.returncode == 5
+    assert "unknown option 'fast' (known: ro, rw)" in r.stderr
+
+
+def test_missing_tap_is_a_clear_error_before_the_guest_starts(debian_kernel: Path) -> None:
+    r = appliance("--kernel", str(debian_kernel), "--net", "nosuchtap0", "--json")
+    assert r.returncode == 5
+    assert "TAP nosuchtap0 does not exist" in r.stderr
+    assert r.stdout == ""
+
+
+def test_disk_and_net_specs_parse() -> None:
+    from appliance.vmm.launcher import DiskSpec, default_cmdline, parse_disk
+
+    assert parse_disk("/x/root.img") == DiskSpec(Path("/x/root.img"), False)
+    assert parse_disk("/x/root.img,ro") == DiskSpec(Path("/x/root.img"), True)
+    assert "pci=conf1" in default_cmdline(True) and "pci=off" in default_cmdline(False)
