@@ -257,3 +257,10 @@ def test_the_shipped_example_answer_is_valid() -> None:
     example = data.parents[2] / "templates/answer/answer.example.toml"
     a = load_answer(example)
     assert a.require_hw_virt and a.disk_setup.filter == {"ID_PATH": "pci-*-nvme-1"}
+
+
+def test_the_readme_tour_answer_is_valid() -> None:
+    from .conftest import DATA as data
+
+    a = load_answer(data.parents[2] / "templates/answer/answer.qemu.toml")
+    assert a.disk_setup.disk_list == ("vda",) and a.global_.reboot_mode == "power-off"
