@@ -125,6 +125,9 @@ def configure(target: Path, plan: Plan, root_uuid: str, esp_uuid: str, swap_uuid
     write(target / "etc/default/keyboard",
           f'XKBMODEL="pc105"\nXKBLAYOUT="{layout}"\nXKBVARIANT="{variant}"\nXKBOPTIONS=""\n'
           'BACKSPACE="guess"\n')
+    # The image carries no locales package: C.UTF-8 is the one locale every
+    # Debian system has (the answer's country goes to host.toml).
+    write(target / "etc/default/locale", "LANG=C.UTF-8\n")
     write(target / "etc/appliance/host.toml",
           f'# Set by the installer from the answer ({plan.answer_source}).\n'
           f'mailto = "{plan.mailto}"\ncountry = "{plan.country}"\n'

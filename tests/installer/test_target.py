@@ -53,6 +53,7 @@ def test_configure_writes_the_answer_into_the_system(tree: Path) -> None:
     assert keys.read_text() == "ssh-ed25519 AAAA test\n" and keys.stat().st_mode & 0o777 == 0o600
     assert (tree / "etc/localtime").readlink() == Path("/usr/share/zoneinfo/Europe/Vienna")
     assert 'XKBLAYOUT="ch"' in (tree / "etc/default/keyboard").read_text()
+    assert (tree / "etc/default/locale").read_text() == "LANG=C.UTF-8\n"
     assert (tree / "etc/machine-id").read_text() == ""
     assert not list((tree / "etc/ssh").glob("ssh_host_*")), "image host keys must go"
 
