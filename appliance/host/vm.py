@@ -20,7 +20,7 @@ from appliance.host.guests import Disk, GuestConfig
 from appliance.host.store import HostPaths, alive, read_json
 from appliance.host.tasks import TaskLog
 from appliance.host.templates import vm_template
-from appliance.host.vmproc import run_files
+from appliance.host.vmproc import remove_tap, run_files
 
 START_TIMEOUT = 20.0
 
@@ -72,11 +72,10 @@ def create(paths: HostPaths, cfg: GuestConfig, log: TaskLog) -> None:
         disks.append(Disk(size_mib=disk.size_mib, path=str(dest)))
     cfg.disks = disks
     if cfg.bridge:
-        log(f"NIC on bridge {cfg.bridge}: recorded; the monitor has no network device yet, "
-            "so the VM runs without it")
+        log(f"NIC on bridge {cfg.bridge} (virtio-net; TAP tap{cfg.id}i0 while it runs)")
     if disks:
-        log("disks: recorded; the monitor has no block device yet, so the guest does not "
-            "see them")
+        log(f"disks: {', '.join(Path(d.path).name for d in disks if d.path)} (virtio-blk: "
+            "vda, vdb, ...)")
 
 
 def start(paths: HostPaths, cfg: GuestConfig, log: TaskLog) -> None:
@@ -141,6 +140,8 @@ def stop(paths: HostPaths, cfg: GuestConfig, log: TaskLog) -> None:
         raise HostError(f"VM {cfg.id} is not running", 409)
     log(f"stopping VM {cfg.id} (SIGKILL)")
     _signal_and_wait(paths, cfg.id, signal.SIGKILL, 10.0)
+    if cfg.bridge:
+        remove_tap(cfg.id)
     record, _, console = run_files(paths, cfg.id)
     for p in (record, console):
         with contextlib.suppress(FileNotFoundError):

@@ -4,8 +4,10 @@
 
 It is started detached (its own session, re-parented away from whoever
 started it), so VMs keep running across a restart of the web service. It
-runs the guest with the `appliance vm run` code (launcher.run_vm) and the
-console on RUN/vm-ID.console, records itself in RUN/vm-ID.json while it
+runs the guest with the `appliance vm run` code (launcher.run_vm): its disks
+on virtio-blk, its NIC on virtio-net through TAP tapIDi0 made a port of the
+guest's bridge (removed when the guest stops), the console on
+RUN/vm-ID.console, records itself in RUN/vm-ID.json while it
 runs and the run's result in RUN/vm-ID.result.json when the guest stops.
 SIGTERM stops the guest through the monitor (`shutdown`); SIGKILL is `stop`.
 """
@@ -15,14 +17,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 import types
 from pathlib import Path
 
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, HostError
 from appliance.host import guests, templates
 from appliance.host.store import HostPaths, process_start_time, write_json
+from appliance.vmm.net import NetSpec, default_mac
 
 
 class ShutdownRequested(BaseException):
@@ -40,6 +44,30 @@ def run_files(paths: HostPaths, guest_id: int) -> tuple[Path, Path, Path]:
             base.with_suffix(".console"))
 
 
+def tap_name(guest_id: int) -> str:
+    return f"tap{guest_id}i0"
+
+
+def remove_tap(guest_id: int) -> None:
+    """Remove the VM's TAP (persistent: a killed VM process leaves it behind)."""
+    subprocess.run(["ip", "link", "del", tap_name(guest_id)], capture_output=True, check=False)
+
+
+def make_tap(guest_id: int, bridge: str) -> str:
+    """The VM's NIC: TAP tapIDi0, a port of `bridge`, up."""
+    tap = tap_name(guest_id)
+    remove_tap(guest_id)
+    for argv in (["ip", "tuntap", "add", "dev", tap, "mode", "tap"],
+                 ["ip", "link", "set", tap, "master", bridge],
+                 ["ip", "link", "set", tap, "up"]):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            remove_tap(guest_id)
+            raise HostError(f"NIC of VM {guest_id} on bridge {bridge}: {' '.join(argv)}: "
+                            f"{proc.stderr.strip()}")
+    return tap
+
+
 def main(argv: list[str]) -> int:
     from appliance.vmm import launcher
 
@@ -52,12 +80,18 @@ def main(argv: list[str]) -> int:
     write_json(record, {"pid": pid, "pid_start": process_start_time(pid), "started": started,
                         "console": str(console)})
     result: dict[str, object]
+    tap = None
     try:
         cfg = guests.load(paths, guest_id)
         tpl = templates.vm_template(paths, cfg.template)
+        disks = tuple(launcher.DiskSpec(Path(d.path)) for d in cfg.disks if d.path)
+        nets: tuple[NetSpec, ...] = ()
+        if cfg.bridge:
+            tap = make_tap(guest_id, cfg.bridge)
+            nets = (NetSpec(tap, default_mac(f"vm{guest_id}")),)
         run = launcher.run_vm(launcher.VmRun(
             kernel=tpl.kernel, initrd=tpl.initrd, cmdline=cfg.cmdline, memory_mib=cfg.memory_mib,
-            cpus=cfg.cpus, console_socket=console, entry_64=True,
+            cpus=cfg.cpus, console_socket=console, entry_64=True, disks=disks, nets=nets,
         ))
         result = {"status": run.status.value, "detail": run.detail, "ok": True}
     except ShutdownRequested:
@@ -65,6 +99,9 @@ def main(argv: list[str]) -> int:
     except ApplianceError as e:
         result = {"status": "failed", "detail": str(e), "ok": False}
         print(f"vm {guest_id}: {e}", file=sys.stderr)
+    finally:
+        if tap is not None:
+            remove_tap(guest_id)
     result["started"] = started
     result["ended"] = time.time()
     write_json(result_file, result)

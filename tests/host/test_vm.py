@@ -163,3 +163,45 @@ def test_vm_console_command_bridges_the_console_socket(vm_host: Host) -> None:
     assert proc.wait(timeout=10) == 0
     assert b"appliance test guest" in got and b"CLI" in got
     assert host.guest(100).status == "running"
+
+
+def test_vm_nic_is_a_tap_on_its_bridge_while_it_runs(vm_host: Host) -> None:
+    """The VM's NIC: TAP tap100i0, a port of the guest's bridge, made in a
+    network namespace this test makes and removes (the host's own network is
+    never touched). The disks are attached too: the guest still runs."""
+    host = vm_host
+    ns = f"appl-v{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    env = {**os.environ, "APPLIANCE_ETC_DIR": str(host.paths.etc),
+           "APPLIANCE_STATE_DIR": str(host.paths.state)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "appliance",
+                               "vm", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    def ports() -> str:
+        return subprocess.run(["ip", "-n", ns, "-o", "link", "show", "master", "vmbr0"],
+                              capture_output=True, text=True, check=True).stdout
+
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "add", "vmbr0", "type", "bridge"], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "set", "vmbr0", "up"], check=True)
+        r = cli("create", "--name", "net1", "--template", "testguest", "--memory", "64",
+                "--disk", "8", "--bridge", "vmbr0")
+        assert r.returncode == 0, r.stderr
+        r = cli("start", "100")
+        assert r.returncode == 0, r.stderr
+        assert host.guest(100).status == "running"
+        assert "tap100i0" in ports()
+        out = read_console(vmbackend.console_path(host.paths, 100), b"hi\r", b"HI")
+        assert b"HI" in out
+        r = cli("stop", "100")
+        assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + 20
+        while "tap100i0" in ports() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "tap100i0" not in ports(), "the TAP outlived its VM"
+    finally:
+        cli("stop", "100")
+        subprocess.run(["ip", "netns", "del", ns], check=False)
