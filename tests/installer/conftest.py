@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from appliance.engine import build as engine
+from appliance.steps._common import hash_file
 
 from ..conftest import require_root
 
@@ -43,11 +43,7 @@ def blank_disk(path: Path, size: int) -> Path:
 
 
 def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+    return hash_file(path)
 
 
 def answer(tmp: Path, disk_filter: str, network: str = 'source = "from-dhcp"',
