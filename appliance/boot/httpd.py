@@ -12,8 +12,10 @@ file (`--log FILE`), never printed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 from typing import BinaryIO
@@ -60,6 +62,20 @@ def _log(log: Path | None, line: str) -> None:
             f.write(f"httpd: {line}\n")
 
 
+def drain(rfile: BinaryIO, seconds: float = 30.0) -> None:
+    """Wait for the guest to close its side before exiting. QEMU's user
+    network can busy-loop on a guestfwd `cmd:` whose process is gone while
+    the guest still holds the connection open; the guest closes first this way."""
+    import select
+
+    fd = rfile.fileno()
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready or not os.read(fd, 65536):
+            return
+
+
 def main(argv: list[str]) -> int:
     opts: dict[str, Path] = {}
     while len(argv) >= 3 and argv[0] in ("--log", "--bodies"):
@@ -68,6 +84,8 @@ def main(argv: list[str]) -> int:
         return 2
     code = serve_one(Path(argv[0]), sys.stdin.buffer, sys.stdout.buffer, opts.get("--log"),
                      opts.get("--bodies"))
+    sys.stdout.buffer.flush()
+    drain(sys.stdin.buffer)
     return 0 if code == 200 else 1
 
 
