@@ -48,6 +48,8 @@ def main() -> int:
 
     # The bench recipe: the real recipe plus one overlay, so a warm rebuild
     # after editing one overlay file can be measured without touching the repo.
+    # (the recipe's own templates, plus the bench overlay, in one templates dir)
+    shutil.copytree(ROOT / "templates", work / "templates", symlinks=True)
     overlay = work / "templates" / "bench-overlay" / "etc" / "appliance"
     overlay.mkdir(parents=True)
     (overlay / "bench.conf").write_text("generation = 1\n")
