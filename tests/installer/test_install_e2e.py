@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from appliance.boot import harness
-from appliance.boot.install_run import Disk, run_installer
+from appliance.boot.install_run import Disk, InstallRun, run_installer
 from appliance.installer.prepare_iso import prepare
 
 from .conftest import SSH_KEY, GiB, answer, blank_disk, file_hash
@@ -26,6 +26,19 @@ pytestmark = pytest.mark.e2e
 
 MAC = "52:54:00:12:34:56"
 FACTS = re.compile(r"APPLIANCE-BOOT-FACTS hostname=(\S+) ipv4=(\S+)")
+
+
+def install(iso: Path, disks: list[Disk], **kw: object) -> InstallRun:
+    """run_installer, once more if the first run hung without any verdict.
+    Seen here now and then (about one install in five): right after the
+    answer is read, nested KVM under TCG wedges the whole QEMU (its main loop
+    and both vCPUs at 100 %, nothing more on the console). The retry is
+    printed; a second hang fails the test."""
+    run = run_installer(iso, disks, timeout=600, **kw)  # type: ignore[arg-type]
+    if not run.ok and run.failure and run.failure.startswith("timeout"):
+        print(f"installer hung ({run.failure}); retrying once on the same disks")
+        run = run_installer(iso, disks, timeout=600, **kw)  # type: ignore[arg-type]
+    return run
 
 
 def facts(serial_log: str) -> tuple[str, str]:
@@ -48,7 +61,7 @@ def test_uefi_install_selects_second_disk_by_serial_and_boots(
     ans = answer(tmp_path, 'filter.ID_SERIAL = "*TARGET*"', root_hash=root_hash)
     iso = prepare(installer_iso, tmp_path / "auto.iso", "iso", ans)
 
-    run = run_installer(iso, [Disk(decoy, "DECOY0001"), Disk(target, "TARGET0002")],
+    run = install(iso, [Disk(decoy, "DECOY0001"), Disk(target, "TARGET0002")],
                         firmware="uefi", nic="", workdir=tmp_path)
     print(f"install (UEFI, answer on the ISO): {run.seconds}s")
     assert run.ok, f"{run.failure}\n{show(run.text())}"
@@ -93,7 +106,7 @@ def test_bios_install_answer_from_partition_static_network(
     ais = ais_partition(tmp_path, ans)
     iso = prepare(installer_iso, tmp_path / "auto.iso", "partition")
 
-    run = run_installer(iso, [Disk(ais, "ANSWERS"), Disk(target, "SRV-ROOT-1")],
+    run = install(iso, [Disk(ais, "ANSWERS"), Disk(target, "SRV-ROOT-1")],
                         firmware="bios", nic="", workdir=tmp_path)
     print(f"install (BIOS, answer from APPLIANCE-AIS): {run.seconds}s")
     assert run.ok, f"{run.failure}\n{show(run.text())}"
@@ -122,7 +135,7 @@ def test_install_with_answer_over_http_through_guestfwd_only(
                   url="http://10.0.2.100/answer")
     serve = (f"{sys.executable} -m appliance.boot.httpd --log {tmp_path / 'http.log'} "
              f"--bodies {bodies} {served}")
-    run = run_installer(iso, [Disk(target, "HTTPDISK")], firmware="bios",
+    run = install(iso, [Disk(target, "HTTPDISK")], firmware="bios",
                         nic=f",guestfwd=tcp:10.0.2.100:80-cmd:{serve}", workdir=tmp_path)
     print(f"install (answer over HTTP): {run.seconds}s")
     assert run.ok, f"{run.failure}\n{show(run.text())}"
@@ -142,7 +155,7 @@ def test_filter_matching_nothing_stops_before_touching_any_disk(
     before = (file_hash(a), file_hash(b))
     ans = answer(tmp_path, 'filter.ID_SERIAL = "NO-SUCH-DISK*"', root_hash=root_hash)
     iso = prepare(installer_iso, tmp_path / "auto.iso", "iso", ans)
-    run = run_installer(iso, [Disk(a, "DISK-A"), Disk(b, "DISK-B")], firmware="bios",
+    run = install(iso, [Disk(a, "DISK-A"), Disk(b, "DISK-B")], firmware="bios",
                         nic="", workdir=tmp_path, timeout=900)
     print(f"failed install reported after {run.seconds}s")
     assert not run.ok
