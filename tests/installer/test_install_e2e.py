@@ -156,7 +156,7 @@ def test_filter_matching_nothing_stops_before_touching_any_disk(
     ans = answer(tmp_path, 'filter.ID_SERIAL = "NO-SUCH-DISK*"', root_hash=root_hash)
     iso = prepare(installer_iso, tmp_path / "auto.iso", "iso", ans)
     run = install(iso, [Disk(a, "DISK-A"), Disk(b, "DISK-B")], firmware="bios",
-                        nic="", workdir=tmp_path, timeout=900)
+                        nic="", workdir=tmp_path)
     print(f"failed install reported after {run.seconds}s")
     assert not run.ok
     assert run.failure and "NO-SUCH-DISK" in run.failure, run.failure
