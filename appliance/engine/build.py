@@ -176,8 +176,10 @@ def _build_log(path: Path) -> Any:
         handler.close()
 
 
-def _run_step(ps: PlannedStep, recipe: Recipe, tree: Path, scratch: Path) -> None:
-    ctx = StepContext(recipe=recipe, step=ps.spec, tree=tree, scratch=scratch)
+def _run_step(ps: PlannedStep, recipe: Recipe, tree: Path, scratch: Path,
+              cache_dir: Path) -> None:
+    ctx = StepContext(recipe=recipe, step=ps.spec, tree=tree, scratch=scratch,
+                      cache_dir=cache_dir)
     try:
         ps.module.run(ctx)
     finally:
@@ -236,11 +238,11 @@ def build(
                     scratch.mkdir()
                     t0 = time.monotonic()
                     if not lowers:
-                        _run_step(ps, rec, upper, scratch)
+                        _run_step(ps, rec, upper, scratch, cache.root)
                     else:
                         with mounts.overlay(list(reversed(lowers)), upper, stage / "work",
                                             stage / "mnt") as tree:
-                            _run_step(ps, rec, tree, scratch)
+                            _run_step(ps, rec, tree, scratch, cache.root)
                     shutil.rmtree(scratch)
                     cache.commit(ps.id, stage, {
                         "step": ps.name, "type": ps.type, "recipe": rec.name,

@@ -66,6 +66,19 @@ def tree_size(root: Path) -> int:
     return total
 
 
+def _owner_alive(name: str) -> bool:
+    pid = name.rpartition(".")[2]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Cache:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
@@ -83,11 +96,17 @@ class Cache:
             os.utime(self.layers / sid / "manifest.json")
 
     def prepare(self) -> None:
-        """Create the cache and clear what a killed build left in tmp/."""
+        """Create the cache and clear what a killed build left in tmp/.
+
+        Staging directories are named ID.PID: those of a live process (a
+        build running beside this one, or the build this one is nested in)
+        are left alone."""
         self.layers.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
-        mounts.umount_all_under(self.tmp)
         for stale in self.tmp.iterdir():
+            if _owner_alive(stale.name):
+                continue
+            mounts.umount_all_under(stale)
             shutil.rmtree(stale, ignore_errors=True)
 
     @contextlib.contextmanager

@@ -40,6 +40,7 @@ class StepContext:
     step: StepSpec
     tree: Path  # the root filesystem being built (writable)
     scratch: Path  # a private temporary directory, removed afterwards
+    cache_dir: Path | None = None  # the build cache (for steps that build other recipes)
     _mounts: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _chroot_ready: bool = False
 

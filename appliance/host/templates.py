@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,12 @@ def add_vm_template(paths: HostPaths, name: str, kernel: Path, initrd: Path | No
     if initrd is not None:
         shutil.copyfile(initrd, tmp / "initrd.img")
         data["initrd"] = "initrd.img"
-    if disk is not None:
-        shutil.copyfile(disk, tmp / "root.img")
+    if disk is not None:  # sparse: a root disk image is mostly unused blocks
+        proc = subprocess.run(["cp", "--sparse=always", str(disk), str(tmp / "root.img")],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise HostError(f"VM template {name}: copying {disk}: {proc.stderr.strip()}", 400)
         data["disk"] = "root.img"
     write_toml(tmp / "template.toml", data)
     tmp.rename(d)

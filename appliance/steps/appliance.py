@@ -5,7 +5,9 @@ unpacked into the image's /usr/lib/python3/dist-packages; `/usr/bin/appliance`
 runs it with the image's python3. The compiled parts (cffi extensions) are
 built by the host's compiler for the host's Python, so the image must carry
 the same Python minor version as the host: the step checks that, and the image
-itself never carries a compiler. Recipes, templates and the web UI go to
+itself never carries a compiler. Its runtime dependencies are installed beside
+it, as wheels, at exactly the versions pinned in deps/python-runtime.txt (the
+ones the test venv runs with). Recipes, templates and the web UI go to
 /usr/share/appliance (appliance.paths finds them there)."""
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ NAME = "appliance"
 VERSION = 1
 HELP = (
     "Install the appliance package itself (with its compiled hypervisor core) into the "
-    "image: built as a wheel on the build host, unpacked into /usr/lib/python3/dist-packages, "
+    "image: built as a wheel on the build host, unpacked into /usr/lib/python3/dist-packages "
+    "with its pinned runtime dependencies (deps/python-runtime.txt, as wheels), "
     "`appliance` in /usr/bin, project data (recipes, templates, web UI) in "
     "/usr/share/appliance. The image's Python must be the build host's version."
 )
 
 # What a wheel is built from (relative to the project root).
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "appliance", "native")
+RUNTIME_LOCK = "deps/python-runtime.txt"
 DATA_DIRS = ("image_recipes", "templates", "webui")
 SKIP = ("__pycache__", ".pyc", ".so", ".o", ".egg-info")
 
@@ -75,11 +79,14 @@ def validate(options: dict[str, Any], recipe: Recipe) -> None:
     if not (root / "pyproject.toml").is_file():
         raise OptionError(f"{root} is not an appliance source checkout (no pyproject.toml): "
                           "this step builds the package from its sources")
+    if not (root / RUNTIME_LOCK).is_file():
+        raise OptionError(f"{root / RUNTIME_LOCK} is missing: it pins the runtime dependencies "
+                          "this step installs")
 
 
 def cache_inputs(options: dict[str, Any], recipe: Recipe) -> Any:
     root = project_root()
-    files = _files(root, SOURCES + tuple(options["data"]))
+    files = _files(root, (*SOURCES, RUNTIME_LOCK, *options["data"]))
     return [[str(f.relative_to(root)), _common.hash_file(f)] for f in files]
 
 
@@ -128,6 +135,7 @@ def install(tree: Path, scratch: Path, data: list[str]) -> None:
                 if name.split("/", 1)[0].endswith(".data"):
                     raise BuildError(f"the wheel carries {name}: data files are not supported")
             whl.extractall(site)
+        _install_runtime_deps(root / RUNTIME_LOCK, site, Path(tmp, "deps"))
     script = resolve_in_tree(tree, "/usr/bin/appliance")
     script.write_text(SCRIPT)
     script.chmod(0o755)
@@ -136,3 +144,30 @@ def install(tree: Path, scratch: Path, data: list[str]) -> None:
         if (root / d).is_dir():
             shutil.copytree(root / d, share / d, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def _install_runtime_deps(lock: Path, site: Path, stage: Path) -> None:
+    """Install the pinned wheels of `lock` into `site` (the image's dist-packages).
+
+    Wheels only (nothing is compiled for the image), no dependency resolution
+    (the lock is the whole closure), no byte-compiling. A file that is already
+    in the image (e.g. from a Debian python3-* package) is refused: two
+    versions of one package would make the image run something untested."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--only-binary=:all:",
+         "--no-compile", "--disable-pip-version-check", "-q", "--target", str(stage),
+         "-r", str(lock)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stdout.decode(errors="replace").splitlines()
+                 if not ln.startswith("WARNING: Location")]
+        raise BuildError(f"installing the runtime dependencies pinned in {lock} failed:\n"
+                         + "\n".join(lines[-15:]))
+    entries = sorted(p for p in stage.iterdir() if p.name != "bin")
+    clashes = [p.name for p in entries if (site / p.name).exists()]
+    if clashes:
+        raise BuildError(
+            f"the image already has {', '.join(clashes)} in {site.name} (from a Debian python3-* "
+            f"package?): {lock.name} pins these itself; drop those packages from the recipe")
+    for p in entries:
+        shutil.move(p, site / p.name)

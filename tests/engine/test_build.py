@@ -20,7 +20,7 @@ import pytest
 from appliance.cli import main
 from appliance.engine import build as engine
 from appliance.engine.mounts import mountpoints_under
-from appliance.errors import BuildError
+from appliance.errors import BuildError, RecipeError
 
 from ..conftest import DATA, require_root
 
@@ -230,3 +230,44 @@ def test_cache_list_and_prune(
     assert main(["cache", "prune", "--all", "--json", "--cache-dir", str(other)]) == 0
     assert json.loads(capsys.readouterr().out)["removed"] == [sid]
     assert not (other / "layers" / sid).exists()
+
+
+def test_guest_template_step_bundles_another_recipes_output(
+    first_build: engine.BuildResult, build_cache: Path, tmp_path: Path
+) -> None:
+    """A ct template made of test-outputs' own tar (from the cache): the very
+    same bytes, where the host layer looks for templates."""
+    recipe = _extend(tmp_path, f"""
+        [[steps]]
+        type = "guest-template"
+        kind = "ct"
+        recipe = "{RECIPE}"
+        template = "mini"
+        variables = {{ timezone = "Etc/UTC" }}
+    """)
+    result = engine.build(recipe, outdir=tmp_path / "out", cache_dir=build_cache,
+                          formats=["directory"])
+    assert "guest-template" in result.built
+    bundled = product(result, "directory") / "var/lib/appliance/templates/ct/mini.tar.zst"
+    # the sub-build used the variables: its timezone step differs from first_build's
+    listing = subprocess.run(["tar", "--zstd", "-xOf", str(bundled), "./etc/timezone"],
+                             capture_output=True, text=True, check=True).stdout
+    assert listing == "Etc/UTC\n"
+    assert mountpoints_under(build_cache) == []
+
+
+@pytest.mark.parametrize(("steps", "message"), [
+    ('kind = "vm"\nrecipe = "{r}"\ntemplate = "x"', r"declares no \[outputs.rootfs\]"),
+    ('kind = "ct"\nrecipe = "no-such.toml"\ntemplate = "x"', r"recipe 'no-such.toml' not found"),
+    ('kind = "ct"\nrecipe = "{r}"\ntemplate = "x"\ncmdline = "quiet"',
+     r"only VM templates have a kernel command line"),
+    ('kind = "pod"\nrecipe = "{r}"\ntemplate = "x"', r"kind"),
+])
+def test_guest_template_step_refuses_bad_options(tmp_path: Path, steps: str,
+                                                 message: str) -> None:
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(f'[recipe]\nname = "bad"\nextends = "{RECIPE}"\n[[steps]]\n'
+                      f'type = "guest-template"\n{steps.format(r=RECIPE)}\n')
+    with pytest.raises(RecipeError, match=message) as exc:
+        engine.build(recipe, outdir=tmp_path / "out", dry_run=True)
+    assert "bad.toml" in str(exc.value)
