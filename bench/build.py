@@ -2,8 +2,9 @@
 """Build benchmark: `appliance build` of host.toml against the same work done
 by a plain `mmdebstrap ... && mksquashfs ...` pipeline, in the same run (the
 recipe's `run` steps as mmdebstrap customize hooks, its `appliance` step by
-the same wheel build; the small file/service steps are left out of the
-baseline, which favours the baseline).
+the same wheel build, its bundled guest templates by the same plain pipeline
+of their recipes plus tar or mkfs.ext4; the small file/service steps are
+left out of the baseline, which favours the baseline).
 
 Prints:
   cold ratio  = cold appliance build / plain pipeline        (target <= 1.15)
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from appliance.engine import build as engine  # noqa: E402
 from appliance.recipe import loader  # noqa: E402
+from appliance.recipe.model import Recipe  # noqa: E402
 from appliance.steps import appliance as appliance_step  # noqa: E402
 from appliance.steps import bootstrap  # noqa: E402
 
@@ -36,6 +38,64 @@ def timed(fn) -> tuple[float, object]:  # type: ignore[no-untyped-def]
     t0 = time.monotonic()
     res = fn()
     return time.monotonic() - t0, res
+
+
+def env(recipe: Recipe) -> dict[str, str]:
+    return {"SOURCE_DATE_EPOCH": str(recipe.source_date_epoch),
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+def mmdebstrap(recipe: Recipe, tree: Path) -> None:
+    """The plain pipeline's tree: one mmdebstrap run with the recipe's
+    bootstrap options and its `run` steps as customize hooks."""
+    boot = recipe.steps[0].options
+    argv = [
+        "mmdebstrap", "--mode=root", f"--variant={boot['variant']}",
+        f"--architectures={boot['architecture']}", f"--components={','.join(boot['components'])}",
+    ]
+    if boot["include"]:
+        argv.append("--include=" + ",".join(boot["include"]))
+    for step in recipe.steps:
+        if step.type == "run" and step.options.get("script"):
+            script = recipe.templates_dir / str(step.options["script"])
+            argv += [f"--customize-hook=copy-in {script} /tmp",
+                     f'--customize-hook=chroot "$1" /tmp/{script.name}',
+                     f'--customize-hook=rm "$1/tmp/{script.name}"']
+        elif step.type == "run" and step.options.get("commands"):
+            argv += [f"--customize-hook=chroot \"$1\" /bin/sh -c {shlex.quote(c)}"
+                     for c in step.options["commands"]]  # type: ignore[attr-defined]
+    argv += [boot["suite"], str(tree), *bootstrap.sources(boot)]
+    subprocess.run(argv, check=True, env=env(recipe), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def plain_template(options: dict[str, object], recipe: Recipe, tree: Path,
+                   work: Path) -> None:
+    """A guest-template step done plainly: mmdebstrap its recipe, then tar
+    (container) or mkfs.ext4 -d (VM disk, the tree's size plus a quarter),
+    copied where the step puts it."""
+    sub = loader.load(loader.resolve(str(options["recipe"]), recipe.path.parent),
+                      options["variables"])  # type: ignore[arg-type]
+    sub_tree = work / f"plain-{sub.name}"
+    mmdebstrap(sub, sub_tree)
+    dest = tree / "var/lib/appliance/templates" / str(options["kind"])
+    dest.mkdir(parents=True, exist_ok=True)
+    if options["kind"] == "ct":
+        subprocess.run(f"tar -C {sub_tree} --numeric-owner -cf - . | zstd -q -3 -T0 "
+                       f"-o {dest / options['template']}.tar.zst", shell=True, check=True)
+    else:
+        vm = dest / str(options["template"])
+        vm.mkdir()
+        boot = sorted((sub_tree / "boot").glob("vmlinuz-*"))[-1]
+        shutil.copyfile(boot, vm / "vmlinuz")
+        shutil.copyfile(sorted((sub_tree / "boot").glob("initrd.img-*"))[-1], vm / "initrd.img")
+        used = int(subprocess.run(["du", "-sb", str(sub_tree)], capture_output=True, text=True,
+                                  check=True).stdout.split()[0])
+        with open(vm / "root.img", "wb") as f:
+            f.truncate(used * 5 // 4 + (128 << 20))
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(sub_tree), str(vm / "root.img")],
+                       check=True)
+    shutil.rmtree(sub_tree)
 
 
 def main() -> int:
@@ -60,42 +120,22 @@ def main() -> int:
         '[[steps]]\ntype = "files"\nname = "bench-overlay"\noverlay = ["bench-overlay"]\n'
     )
     recipe = loader.load(recipe_file)
-    boot = recipe.steps[0].options
     squash = next(o.options for o in recipe.outputs if o.type == "squashfs")
-
-    # 1. the plain pipeline
     plain_tree = work / "plain-tree"
-    argv = [
-        "mmdebstrap", "--mode=root", f"--variant={boot['variant']}",
-        f"--architectures={boot['architecture']}", f"--components={','.join(boot['components'])}",
-    ]
-    if boot["include"]:
-        argv.append("--include=" + ",".join(boot["include"]))
-    # The same work as the recipe's `run` steps (e.g. host.toml's prebuilt
-    # installed initramfs), as mmdebstrap customize hooks.
-    for step in recipe.steps:
-        if step.type == "run" and step.options.get("script"):
-            script = recipe.templates_dir / str(step.options["script"])
-            argv += [f"--customize-hook=copy-in {script} /tmp",
-                     f'--customize-hook=chroot "$1" /tmp/{script.name}',
-                     f'--customize-hook=rm "$1/tmp/{script.name}"']
-        elif step.type == "run" and step.options.get("commands"):
-            argv += [f"--customize-hook=chroot \"$1\" /bin/sh -c {shlex.quote(c)}"
-                     for c in step.options["commands"]]  # type: ignore[attr-defined]
-    argv += [boot["suite"], str(plain_tree), *bootstrap.sources(boot)]
-    env = {"SOURCE_DATE_EPOCH": str(recipe.source_date_epoch),
-           "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
     def plain() -> None:
-        subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        mmdebstrap(recipe, plain_tree)
         if any(step.type == "appliance" for step in recipe.steps):
             # the same wheel build and unpacking as the `appliance` step
             appliance_step.install(plain_tree, work, list(appliance_step.DATA_DIRS))
+        # the bundled guest templates: their recipes the same plain way
+        for step in recipe.steps:
+            if step.type == "guest-template":
+                plain_template(step.options, recipe, plain_tree, work)
         subprocess.run(["mksquashfs", str(plain_tree), str(work / "plain.squashfs"), "-noappend",
                         "-quiet", "-no-progress", "-comp", "zstd", "-Xcompression-level",
                         str(squash["compression-level"]), "-b", squash["block-size"]],
-                       check=True, env=env, stdout=subprocess.DEVNULL)
+                       check=True, env=env(recipe), stdout=subprocess.DEVNULL)
 
     t_plain, _ = timed(plain)
     print(f"plain mmdebstrap + mksquashfs: {t_plain:7.1f}s  "

@@ -12,7 +12,9 @@ difference is the work after boot:
              -> power off
 
 Prints both times (QEMU start to exit), their ratio (target <= 1.5) and the
-ISO size (target <= 400 MB), and writes them as JSON.
+ISO size (target <= 650 MB: the host system was 383 MB before it bundled its
+two guest templates, a container root file system and a microVM guest, about
+210 MB), and writes them as JSON.
 
     .venv/bin/python bench/install.py [--cache-dir DIR] [--out DIR] [--disk-gib N]
 """
@@ -128,7 +130,7 @@ def main() -> int:
         "install_seconds": round(ours, 1),
         "ratio": round(ours / base, 2),
     }
-    print(f"ISO size: {size / MB:.1f} MB ({size / MiB:.1f} MiB) (target <= 400 MB)")
+    print(f"ISO size: {size / MB:.1f} MB ({size / MiB:.1f} MiB) (target <= 650 MB)")
     print(f"install / plain unsquashfs: {figures['ratio']} (target <= 1.5)")
     (args.out / "bench-install.json").write_text(json.dumps(figures, indent=2) + "\n")
     return 0

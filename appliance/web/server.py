@@ -60,7 +60,30 @@ def serve(listen: str = "127.0.0.1:8006") -> int:
     paths.ensure()
     crt, key = ensure_certificate(paths)
     app = make_app(paths)
-    print(f"appliance web UI: https://{host}:{port}/ (certificate {crt})", flush=True)
-    uvicorn.run(app, host=host, port=port, ssl_certfile=str(crt), ssl_keyfile=str(key),
-                log_level="warning", ws="websockets", proxy_headers=False)
+    config = uvicorn.Config(app, host=host, port=port, ssl_certfile=str(crt),
+                            ssl_keyfile=str(key), log_level="warning", ws="websockets",
+                            proxy_headers=False)
+    sock = listen_socket(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"appliance web UI: https://{shown}:{port}/ (certificate {crt})", flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The listening socket. An IPv6 address (e.g. `::`, every address) also
+    takes IPv4 connections (asyncio, left alone, makes IPv6 sockets v6-only)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ApplianceError(f"--listen {where}: cannot listen there: {e.strerror}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
