@@ -23,6 +23,7 @@
 #define STATUS_OBF 0x01
 #define STATUS_SYS 0x04
 #define STATUS_CMD 0x08
+#define STATUS_UNLOCKED 0x10 /* keyboard not inhibited (no "keylock active") */
 
 #define CTR_KBD_INT 0x01
 #define CTR_KBD_DISABLED 0x10
@@ -261,7 +262,8 @@ static void command_io(void *opaque, uint32_t cpu, uint64_t offset, uint8_t *dat
         command(k, cpu, data[0]);
     } else {
         memset(data, 0, size);
-        data[0] = STATUS_SYS | (k->pending ? STATUS_CMD : 0) | (k->out_full ? STATUS_OBF : 0);
+        data[0] = STATUS_SYS | STATUS_UNLOCKED | (k->pending ? STATUS_CMD : 0) |
+                  (k->out_full ? STATUS_OBF : 0);
     }
     kbd_update_locked(k);
     pthread_mutex_unlock(&k->lock);
