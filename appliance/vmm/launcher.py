@@ -117,7 +117,8 @@ def _shutdown_on_sigterm(vm: Machine, grace: float | None) -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # None: a handler not set from Python; the default is the closest
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         handler.cancel()  # before the machine is closed: the timer may still call stop()
 
 
