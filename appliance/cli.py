@@ -368,6 +368,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
             disks=tuple(launcher.parse_disk(d) for d in args.disk),
             nets=tuple(parse_net(n) for n in args.net),
             seccomp=args.seccomp,
+            shutdown_grace=args.shutdown_grace,
         )
     )
     if args.json:
@@ -386,8 +387,10 @@ def _add_vm_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "run",
         help="boot a Linux kernel in a microVM in the foreground",
         description="Boot a bzImage in a KVM microVM with its serial console on this "
-        "terminal (Ctrl-A x quits) or on a Unix socket. Exit status: the guest's "
-        f"power-off code, 0 after a reset, {launcher.EXIT_KILLED} when killed "
+        "terminal (Ctrl-A x quits) or on a Unix socket. SIGTERM asks the guest to shut "
+        "down (Ctrl-Alt-Delete on its keyboard; Linux with reboot=k then resets); a second "
+        "SIGTERM, or --shutdown-grace seconds later, stops it. Exit status: the guest's "
+        f"power-off code, 0 after a reset or shutdown, {launcher.EXIT_KILLED} when killed "
         f"(timeout, Ctrl-A x), {launcher.EXIT_CRASHED} when the guest crashed.",
     )
     p.add_argument("--kernel", required=True, metavar="BZIMAGE", help="Linux kernel (bzImage)")
@@ -421,6 +424,14 @@ def _add_vm_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     p.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="kill the guest after this long"
+    )
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=launcher.DEFAULT_SHUTDOWN_GRACE,
+        metavar="SECONDS",
+        help="after SIGTERM, stop the guest if it has not shut down within this long "
+        f"({launcher.DEFAULT_SHUTDOWN_GRACE:.0f})",
     )
     p.add_argument("--kvm", default="/dev/kvm", metavar="DEVICE", help="KVM device (/dev/kvm)")
     p.add_argument(

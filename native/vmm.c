@@ -53,6 +53,7 @@ const char *vmm_strerror(int code)
     case VMM_E_STATE: return "invalid state";
     case VMM_E_IO: return "cannot read file";
     case VMM_E_DEVICE: return "cannot create device";
+    case VMM_E_BUSY: return "device busy";
     default: return "unknown error";
     }
 }
@@ -347,6 +348,14 @@ int vmm_serial_input(vmm_t *vm, const uint8_t *data, size_t len)
         return vmm_fail(vm, VMM_E_INVAL, "no input buffer");
     size_t n = serial_input(&vm->serial, data, len);
     return n > (size_t)INT32_MAX ? INT32_MAX : (int)n;
+}
+
+int vmm_send_ctrl_alt_del(vmm_t *vm)
+{
+    if (i8042_ctrl_alt_del(&vm->i8042) < 0)
+        return vmm_fail(vm, VMM_E_BUSY,
+                        "the keyboard buffer is full: the guest is not reading its keyboard");
+    return 0;
 }
 
 int vmm_get_e820(const vmm_t *vm, struct vmm_e820_entry *out, uint32_t max)

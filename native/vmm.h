@@ -11,6 +11,8 @@
  *   vmm_load_linux() | vmm_load_raw() + vmm_set_entry()
  *   vmm_run()                         blocks until the guest stops
  *   vmm_stop()      (any thread)      asks vmm_run() to return (KILLED)
+ *   vmm_send_ctrl_alt_del() (any thread) asks the guest to reboot: it
+ *                                     resets (reboot=k) and vmm_run() returns
  *   vmm_destroy()
  */
 #ifndef APPLIANCE_VMM_H
@@ -21,6 +23,7 @@
 #define VMM_COM1_IRQ 4
 #define VMM_PORT_I8042_DATA 0x60
 #define VMM_PORT_I8042_CMD 0x64
+#define VMM_I8042_KBD_IRQ 1
 #define VMM_PORT_RTC 0x70
 #define VMM_PORT_BOOT_DONE 0x440  /* first write stops the boot timer */
 #define VMM_PORT_DEBUG_EXIT 0x501 /* write = power off, value = exit code */
@@ -60,6 +63,7 @@ enum vmm_errcode {
     VMM_E_STATE = 11,        /* call not valid in the handle's state */
     VMM_E_IO = 12,           /* reading a kernel or initramfs file failed */
     VMM_E_DEVICE = 13,       /* a device cannot be created (disk, TAP) */
+    VMM_E_BUSY = 14,         /* a device has no room for more input */
 };
 
 /* Kinds of virtio device (the virtio device id). */
@@ -213,6 +217,14 @@ int vmm_get_device(vmm_t *vm, uint32_t index, struct vmm_device_info *out);
 int vmm_run(vmm_t *vm, struct vmm_result *res);
 /* Ask a running vmm_run() to return with VMM_EXIT_KILLED; safe from any thread. */
 void vmm_stop(vmm_t *vm);
+
+/* Press and release Ctrl, Alt and Delete on the guest's keyboard (i8042,
+ * scan code set 2, IRQ 1): Linux's request to reboot, which systemd turns
+ * into ctrl-alt-del.target; with reboot=k the guest's reset then ends
+ * vmm_run() with VMM_EXIT_RESET_I8042.  Safe from any thread, running or
+ * not.  -VMM_E_BUSY when the keyboard's buffer has no room for the keys
+ * (the guest is not reading its keyboard). */
+int vmm_send_ctrl_alt_del(vmm_t *vm);
 
 /* Queue bytes for the guest's COM1 receiver; returns the number accepted
  * (the FIFO holds a bounded amount) or a negative error. */

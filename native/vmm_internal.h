@@ -75,19 +75,28 @@ void serial_destroy(struct serial *s);
 size_t serial_input(struct serial *s, const uint8_t *data, size_t len);
 void serial_stats(struct serial *s, uint64_t *tx, uint64_t *rx);
 
-/* ---- i8042.c: keyboard controller (reset line only, enough to probe) ---- */
+/* ---- i8042.c: keyboard controller (reset line) and a minimal keyboard --- */
+
+#define I8042_KBD_FIFO 16
 
 struct i8042 {
     pthread_mutex_t lock;
     struct vm_events ev;
-    uint8_t ctr;       /* controller configuration byte */
-    uint8_t out;       /* output buffer */
+    uint8_t ctr;         /* controller configuration byte */
+    uint8_t out;         /* output buffer */
     int out_full;
-    uint8_t pending;   /* command waiting for its data byte (0 = none) */
+    int out_kbd;         /* the output buffer holds a byte from the keyboard */
+    int irq_level;       /* keyboard byte waiting with IRQ 1 enabled (edges raise IRQ 1) */
+    uint8_t pending;     /* controller command waiting for its data byte (0 = none) */
+    uint8_t kbd_pending; /* keyboard command waiting for its parameter byte (0 = none) */
+    uint8_t fifo[I8042_KBD_FIFO]; /* bytes the keyboard sends, oldest at head */
+    uint32_t head, count;
 };
 
 int i8042_init(struct i8042 *k, struct bus *pio, const struct vm_events *ev);
 void i8042_destroy(struct i8042 *k);
+/* Type Ctrl-Alt-Delete (set 2 make and break codes); 0 or -ENOSPC. */
+int i8042_ctrl_alt_del(struct i8042 *k);
 
 /* ---- rtc.c: MC146818 CMOS clock ----------------------------------------- */
 

@@ -125,7 +125,10 @@ def _signal_and_wait(paths: HostPaths, guest_id: int, sig: int, timeout: float) 
 
 
 def shutdown(paths: HostPaths, cfg: GuestConfig, log: TaskLog, timeout: float = 30.0) -> None:
-    """Ask the VM's process to stop the guest and end cleanly (SIGTERM)."""
+    """Ask the guest to shut down (SIGTERM to the VM's process, which presses
+    Ctrl-Alt-Delete on the guest's keyboard) and wait up to `timeout` seconds
+    for it to end. A guest that ignores the request runs on: that is an
+    error here (use stop); a second shutdown stops it through the monitor."""
     if not pid_of(paths, cfg.id):
         raise HostError(f"VM {cfg.id} is not running", 409)
     log(f"shutting down VM {cfg.id}")

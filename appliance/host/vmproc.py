@@ -9,7 +9,13 @@ on virtio-blk, its NIC on virtio-net through TAP tapIDi0 made a port of the
 guest's bridge (removed when the guest stops), the console on
 RUN/vm-ID.console, records itself in RUN/vm-ID.json while it
 runs and the run's result in RUN/vm-ID.result.json when the guest stops.
-SIGTERM stops the guest through the monitor (`shutdown`); SIGKILL is `stop`.
+
+SIGTERM (`shutdown`) asks the guest to shut down: Ctrl-Alt-Delete on its
+keyboard, and the guest ends itself (Linux with reboot=k resets through the
+i8042: status "shut down"). A guest that ignores it runs on, without a
+deadline here (vm.shutdown() gives up waiting and says so; a slow but
+honest shutdown is not cut short); a second SIGTERM stops it through the
+monitor. SIGKILL is `stop`.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from appliance.vmm.net import NetSpec, default_mac
 
 
 class ShutdownRequested(BaseException):
-    """Raised in the main thread by SIGTERM: vm.run() stops the guest."""
+    """Raised in the main thread by SIGTERM before the guest runs (while it
+    runs, launcher.run_vm() handles SIGTERM itself)."""
 
 
 def _on_term(signum: int, frame: types.FrameType | None) -> None:
@@ -92,10 +99,12 @@ def main(argv: list[str]) -> int:
         run = launcher.run_vm(launcher.VmRun(
             kernel=tpl.kernel, initrd=tpl.initrd, cmdline=cfg.cmdline, memory_mib=cfg.memory_mib,
             cpus=cfg.cpus, console_socket=console, entry_64=True, disks=disks, nets=nets,
+            shutdown_grace=None,
         ))
         result = {"status": run.status.value, "detail": run.detail, "ok": True}
     except ShutdownRequested:
-        result = {"status": "shut down", "detail": "stopped by the host (shutdown)", "ok": True}
+        result = {"status": "shut down", "detail": "shut down by the host before the guest ran",
+                  "ok": True}
     except ApplianceError as e:
         result = {"status": "failed", "detail": str(e), "ok": False}
         print(f"vm {guest_id}: {e}", file=sys.stderr)

@@ -1,8 +1,19 @@
-"""`appliance vm run`: boot a bzImage in a microVM with its console attached."""
+"""`appliance vm run`: boot a bzImage in a microVM with its console attached.
+
+SIGTERM while the guest runs asks it to shut down (Ctrl-Alt-Delete on its
+keyboard; Linux with reboot=k then resets, and the run ends SHUT_DOWN); a
+second SIGTERM, or `shutdown_grace` seconds without the guest ending, stops
+it from the host.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+import types
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +49,10 @@ def parse_disk(spec: str) -> DiskSpec:
 def default_cmdline(with_devices: bool) -> str:
     return DEVICES_CMDLINE if with_devices else DEFAULT_CMDLINE
 
+# After SIGTERM, how long the guest may take to shut down before it is
+# stopped: systemd's own default stop timeout (DefaultTimeoutStopSec).
+DEFAULT_SHUTDOWN_GRACE = 90.0
+
 EXIT_KILLED = 124  # like timeout(1)
 EXIT_CRASHED = 70  # EX_SOFTWARE
 
@@ -56,6 +71,55 @@ class VmRun:
     disks: tuple[DiskSpec, ...] = ()
     nets: tuple[NetSpec, ...] = ()
     seccomp: bool = False
+    shutdown_grace: float | None = DEFAULT_SHUTDOWN_GRACE  # None: wait for the guest for ever
+
+
+class _ShutdownOnSigterm:
+    """The SIGTERM handler while a guest runs (it runs in the main thread,
+    between the waits of Machine.run)."""
+
+    def __init__(self, vm: Machine, grace: float | None) -> None:
+        self._vm = vm
+        self._grace = grace
+        self._timer: threading.Timer | None = None
+        self._requested = False
+
+    def __call__(self, signum: int, frame: types.FrameType | None) -> None:
+        if self._requested:
+            self._vm.stop()  # asked twice: do not wait for the guest any longer
+            return
+        self._requested = True
+        try:
+            self._vm.send_ctrl_alt_del()
+        except VmmError:
+            self._vm.stop()  # its keyboard is full: the guest is not listening
+            return
+        if self._grace is not None:
+            self._timer = threading.Timer(self._grace, self._vm.stop)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer.join()
+
+
+@contextlib.contextmanager
+def _shutdown_on_sigterm(vm: Machine, grace: float | None) -> Iterator[None]:
+    """SIGTERM asks the guest to shut down while the block runs (main thread
+    only: Python delivers signals there; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = _ShutdownOnSigterm(vm, grace)
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        # None: a handler not set from Python; the default is the closest
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        handler.cancel()  # before the machine is closed: the timer may still call stop()
 
 
 def run_vm(spec: VmRun) -> RunResult:
@@ -79,7 +143,7 @@ def run_vm(spec: VmRun) -> RunResult:
             console = SocketConsole(spec.console_socket)
         else:
             console = TerminalConsole(sys.stdin.fileno(), sys.stdout.fileno())
-        with console.attached(vm):
+        with console.attached(vm), _shutdown_on_sigterm(vm, spec.shutdown_grace):
             return vm.run(timeout=spec.timeout, sink=console.write)
 
 
@@ -87,7 +151,7 @@ def exit_status(result: RunResult) -> int:
     """Process exit status for a finished run."""
     if result.status is ExitStatus.POWERED_OFF:
         return result.exit_code & 0xFF
-    if result.status is ExitStatus.RESET:
+    if result.status in (ExitStatus.RESET, ExitStatus.SHUT_DOWN):
         return 0
     if result.status is ExitStatus.KILLED:
         return EXIT_KILLED

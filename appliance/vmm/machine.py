@@ -5,7 +5,8 @@
         result = vm.run(timeout=30)
 
 Serial output is collected (or handed to a console); input is fed with
-send_input().  Every failure is a VmmError naming the reason.
+send_input().  send_ctrl_alt_del() asks the guest to shut down, stop() ends
+it from the host.  Every failure is a VmmError naming the reason.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class EntryMode(enum.IntEnum):
 class ExitStatus(enum.Enum):
     POWERED_OFF = "powered off"
     RESET = "reset"
+    SHUT_DOWN = "shut down"  # a reset after send_ctrl_alt_del(): the guest did as asked
     CRASHED = "crashed"
     KILLED = "killed"
 
@@ -224,6 +226,7 @@ class Machine:
         self._output_lock = threading.Lock()
         self._sink: OutputSink | None = None
         self._running = threading.Event()
+        self._shutdown_requested = False
         cfg = ffi.new(
             "struct vmm_config *",
             {
@@ -466,6 +469,16 @@ class Machine:
         """Ask a running guest to stop (run() returns with KILLED)."""
         lib.vmm_stop(self._handle())
 
+    def send_ctrl_alt_del(self) -> None:
+        """Ask the guest to shut down: press Ctrl-Alt-Delete on its keyboard
+        (Firecracker's SendCtrlAltDel). Linux with reboot=k then resets
+        through the i8042, and run() reports SHUT_DOWN. Safe from any thread
+        while the guest runs; a guest that ignores it runs on (stop() ends it)."""
+        vm = self._handle()
+        self._shutdown_requested = True
+        if lib.vmm_send_ctrl_alt_del(vm) < 0:
+            raise VmmError(self._err())
+
     def run(self, timeout: float | None = None, sink: OutputSink | None = None) -> RunResult:
         """Run until the guest stops, or kill it after `timeout` seconds."""
         vm = self._handle()
@@ -516,6 +529,10 @@ class Machine:
             detail = "guest triple-faulted (KVM_EXIT_SHUTDOWN)"
         elif res.reason == lib.VMM_EXIT_KILLED:
             detail = "stopped by the host"
+            if self._shutdown_requested:
+                detail = "stopped by the host (the guest did not shut down on request)"
+        if self._shutdown_requested and status is ExitStatus.RESET:
+            status, detail = ExitStatus.SHUT_DOWN, "guest shut down on request"
         done = res.boot_done_ns
         return RunResult(
             status=status,

@@ -1,6 +1,7 @@
 """Fixtures of the host-management tests: a Host on temporary roots, a VM
-template made from a tiny freestanding guest wrapped as a bzImage, and the
-container template image_recipes/ct-debian.toml built once per session."""
+template made from a tiny freestanding guest wrapped as a bzImage (it
+resets on Ctrl-Alt-Delete; a variant ignores it), and the container
+template image_recipes/ct-debian.toml built once per session."""
 
 from __future__ import annotations
 
@@ -41,23 +42,32 @@ def make_bzimage(payload: bytes) -> bytes:
     return bytes(setup) + payload
 
 
-@pytest.fixture(scope="session")
-def test_guest_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """kernel (the console guest as a bzImage), initrd and root disk files."""
-    out = tmp_path_factory.mktemp("vm-template-files")
-    binary = out / "console.bin"
+def build_console_guest(out: Path, name: str, defines: tuple[str, ...] = ()) -> Path:
+    """guests/console.S (with -D`defines`) as a bzImage."""
+    binary = out / f"{name}.bin"
     run(["gcc", "-nostdlib", "-static", "-no-pie", "-I", ROOT / "native" / "guests",
+         *(f"-D{d}" for d in defines),
          "-Wl,--build-id=none", "-Wl,--oformat=binary", f"-Wl,-Ttext=0x{KERNEL_ADDR:x}",
          "-Wl,-e,start", "-o", binary, GUESTS_SRC / "console.S"],
-        what="building the console test guest")  # fmt: skip
-    kernel = out / "vmlinuz"
+        what=f"building the console test guest ({name})")  # fmt: skip
+    kernel = out / name
     kernel.write_bytes(make_bzimage(binary.read_bytes()))
+    return kernel
+
+
+@pytest.fixture(scope="session")
+def test_guest_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """kernel (the console guest as a bzImage), nokbd_kernel (the same, never
+    reading its keyboard: it ignores Ctrl-Alt-Delete), initrd and root disk."""
+    out = tmp_path_factory.mktemp("vm-template-files")
+    kernel = build_console_guest(out, "vmlinuz")
+    nokbd_kernel = build_console_guest(out, "vmlinuz-nokbd", ("NO_KEYBOARD",))
     initrd = out / "initrd.img"
     initrd.write_bytes(b"070701" + b"0" * 504)  # content is not read by the guest
     disk = out / "root.img"
     with disk.open("wb") as f:
         f.truncate(4 << 20)
-    return {"kernel": kernel, "initrd": initrd, "disk": disk}
+    return {"kernel": kernel, "nokbd_kernel": nokbd_kernel, "initrd": initrd, "disk": disk}
 
 
 @pytest.fixture(scope="session")

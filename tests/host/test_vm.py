@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import HostError
-from appliance.host import Host
+from appliance.host import Host, templates
 from appliance.host import vm as vmbackend
 from appliance.host.store import write_json
 
@@ -54,11 +54,11 @@ def test_vm_life_cycle(vm_host: Host) -> None:
     out = read_console(vmbackend.console_path(host.paths, 100), b"hello\r", b"HELLO")
     assert b"cmdline: console=ttyS0 test=1" in out and b"HELLO" in out
 
-    host.shutdown(100)
+    host.shutdown(100)  # Ctrl-Alt-Delete: the guest resets through the i8042
     assert host.guest(100).status == "stopped"
     result = vmbackend.last_result(host.paths, 100)
     assert result is not None and result["status"] == "shut down"
-    assert host.guest(100).to_json()["last_run"]["detail"] == "stopped by the host (shutdown)"
+    assert host.guest(100).to_json()["last_run"]["detail"] == "guest shut down on request"
     assert not vmbackend.console_path(host.paths, 100).exists()
 
     host.delete(100)
@@ -66,6 +66,47 @@ def test_vm_life_cycle(vm_host: Host) -> None:
     types = [t.type for t in host.tasks.list()]
     assert types == ["vmdelete", "vmshutdown", "vmstart", "vmcreate"]  # newest first
     assert all(t.status == "OK" for t in host.tasks.list())
+
+
+def start_guest_that_ignores_shutdown(host: Host, files: dict[str, Path]) -> None:
+    """VM 100 from a template whose guest never reads its keyboard, running
+    (its prompt printed: the monitor handles SIGTERM by then)."""
+    templates.add_vm_template(host.paths, "nokbd", files["nokbd_kernel"],
+                              cmdline="console=ttyS0", description="ignores Ctrl-Alt-Delete")
+    host.create("vm", {**REQ, "template": "nokbd"})
+    host.start(100)
+    assert b"ready> " in read_console(vmbackend.console_path(host.paths, 100), b"", b"ready> ")
+
+
+def test_shutdown_of_a_guest_that_ignores_it_fails_after_the_timeout(
+    vm_host: Host, test_guest_files: dict[str, Path]
+) -> None:
+    host = vm_host
+    start_guest_that_ignores_shutdown(host, test_guest_files)
+    cfg = host.guest(100).config
+    t0 = time.monotonic()
+    task = host.tasks.run("vmshutdown", 100, "t", lambda log: vmbackend.shutdown(
+        host.paths, cfg, log, timeout=2), background=False)
+    assert task.status == "VM 100 did not shut down within 2 s; use stop"
+    assert 2 <= time.monotonic() - t0 < 10
+    assert host.guest(100).status == "running"  # asked, not forced
+    host.stop(100)  # SIGKILL still ends it
+    assert host.guest(100).status == "stopped" and vmbackend.pid_of(host.paths, 100) is None
+
+
+def test_a_second_shutdown_stops_a_guest_that_ignored_the_first(
+    vm_host: Host, test_guest_files: dict[str, Path]
+) -> None:
+    host = vm_host
+    start_guest_that_ignores_shutdown(host, test_guest_files)
+    cfg = host.guest(100).config
+    with pytest.raises(HostError, match="did not shut down within 1 s; use stop"):
+        vmbackend.shutdown(host.paths, cfg, lambda line: None, timeout=1)
+    vmbackend.shutdown(host.paths, cfg, lambda line: None, timeout=20)
+    assert host.guest(100).status == "stopped"
+    result = vmbackend.last_result(host.paths, 100)
+    assert result is not None and result["status"] == "killed"
+    assert result["detail"] == "stopped by the host (the guest did not shut down on request)"
 
 
 def test_vm_outlives_the_process_that_started_it(vm_host: Host) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 
 def appliance(*args: str) -> subprocess.CompletedProcess[str]:
@@ -126,3 +131,84 @@ def test_disk_and_net_specs_parse() -> None:
     assert parse_disk("/x/root.img") == DiskSpec(Path("/x/root.img"), False)
     assert parse_disk("/x/root.img,ro") == DiskSpec(Path("/x/root.img"), True)
     assert "pci=conf1" in default_cmdline(True) and "pci=off" in default_cmdline(False)
+
+
+@pytest.fixture(scope="module")
+def console_kernels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The host tests' console guest as bzImages: "kbd" resets on
+    Ctrl-Alt-Delete, "nokbd" never reads its keyboard."""
+    from tests.host.conftest import build_console_guest
+
+    out = tmp_path_factory.mktemp("console-guest")
+    return {"kbd": build_console_guest(out, "vmlinuz"),
+            "nokbd": build_console_guest(out, "vmlinuz-nokbd", ("NO_KEYBOARD",))}  # fmt: skip
+
+
+class Running:
+    """`appliance vm run` of a console guest, its console socket read up to
+    the guest's prompt (from then on the monitor handles SIGTERM)."""
+
+    def __init__(self, kernel: Path, sock: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance", "vm", "run", "--kernel", str(kernel),
+             "--cmdline", "console=ttyS0", "--console-socket", str(sock), "--timeout", "60",
+             *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(sock))
+        self.sock.settimeout(20)
+        self.console = b""
+        while b"ready> " not in self.console:
+            chunk = self.sock.recv(4096)
+            assert chunk, self.console
+            self.console += chunk
+
+    def finish(self) -> tuple[int, str]:
+        """Wait for the end; (exit status, stderr); the rest of the console is read."""
+        with contextlib.suppress(OSError):
+            while chunk := self.sock.recv(4096):
+                self.console += chunk
+        self.sock.close()
+        _, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, err
+
+
+def test_sigterm_asks_the_guest_to_shut_down(
+    console_kernels: dict[str, Path], tmp_path: Path
+) -> None:
+    vm = Running(console_kernels["kbd"], tmp_path / "console.sock")
+    vm.proc.terminate()
+    rc, err = vm.finish()
+    assert rc == 0, err
+    assert "vm: shut down: guest shut down on request" in err
+    assert b"ctrl-alt-del: reset" in vm.console  # the guest saw Delete and reset itself
+
+
+def test_a_guest_that_ignores_sigterm_is_stopped_after_the_grace_period(
+    console_kernels: dict[str, Path], tmp_path: Path
+) -> None:
+    vm = Running(console_kernels["nokbd"], tmp_path / "console.sock", "--shutdown-grace", "1")
+    t0 = time.monotonic()
+    vm.proc.terminate()
+    rc, err = vm.finish()
+    assert rc == 124, err
+    assert "vm: killed: stopped by the host (the guest did not shut down on request)" in err
+    assert 1 <= time.monotonic() - t0 < 10
+
+
+def test_a_second_sigterm_stops_the_guest_at_once(
+    console_kernels: dict[str, Path], tmp_path: Path
+) -> None:
+    vm = Running(console_kernels["nokbd"], tmp_path / "console.sock")  # grace: 90 s
+    t0 = time.monotonic()
+    vm.proc.terminate()
+    time.sleep(0.5)
+    vm.proc.terminate()
+    rc, err = vm.finish()
+    assert rc == 124, err
+    assert "vm: killed: stopped by the host (the guest did not shut down on request)" in err
+    assert time.monotonic() - t0 < 10
