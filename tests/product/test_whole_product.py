@@ -174,6 +174,14 @@ def log_in(page: Page, url: str, password: str) -> None:
     expect(page).to_have_url(re.compile(r"/(dashboard|guests)$"))  # the landing page
 
 
+def wait_task(page: Page, timeout: float) -> None:
+    """The task page until its task ends; it must end OK (else: its log)."""
+    expect(page).to_have_url(re.compile(r"/tasks/UPID"))
+    status = page.locator("#task-status")
+    expect(status).not_to_have_text("running", timeout=timeout * 1000)
+    assert status.inner_text().strip() == "OK", page.locator("main").inner_text()[-2000:]
+
+
 def create(page: Page, url: str, kind: str, fields: dict[str, str]) -> int:
     page.goto(f"{url}/guests/new-{kind}")
     for name, value in fields.items():
@@ -182,8 +190,7 @@ def create(page: Page, url: str, kind: str, fields: dict[str, str]) -> int:
         else:
             page.fill(f"[name={name}]", value)
     page.click("main button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/tasks/UPID"))
-    expect(page.locator("#task-status")).to_have_text("OK", timeout=600_000)
+    wait_task(page, 600)
     page.goto(f"{url}/guests")
     row = page.locator("tr[data-guest]", has_text=fields["name"])
     expect(row).to_have_count(1)
@@ -195,7 +202,7 @@ def create(page: Page, url: str, kind: str, fields: dict[str, str]) -> int:
 def start(page: Page, url: str, gid: int) -> None:
     page.goto(f"{url}/guests/{gid}")
     page.get_by_role("button", name="Start", exact=True).click()
-    expect(page.locator("#task-status")).to_have_text("OK", timeout=300_000)
+    wait_task(page, 300)
     page.goto(f"{url}/guests")
     expect(page.locator(f"tr[data-guest='{gid}'] .status")).to_have_text("running")
 
