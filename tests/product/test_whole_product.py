@@ -10,6 +10,7 @@ loopback only. Each stage prints its time."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -300,9 +301,18 @@ def test_from_build_to_a_container_and_a_vm_on_an_installed_host(
             browser.close()
 
         with Stage("reboot the host; the guests are still defined"):
-            host.ssh("systemctl reboot", timeout=60)
-            time.sleep(20)
-            host.wait_ssh()
+            boot_id = host.ssh("cat /proc/sys/kernel/random/boot_id").stdout.strip()
+            assert boot_id
+            with contextlib.suppress(subprocess.TimeoutExpired):  # the connection drops
+                host.ssh("systemctl reboot", timeout=60)
+            deadline = time.monotonic() + 900
+            while True:  # until SSH answers from the new boot
+                time.sleep(5)
+                host.wait_ssh(timeout=max(60, deadline - time.monotonic()))
+                now = host.ssh("cat /proc/sys/kernel/random/boot_id").stdout.strip()
+                if now and now != boot_id:
+                    break
+                assert time.monotonic() < deadline, "the host did not reboot"
             listed = [g for kind in ("vm", "ct")
                       for g in json.loads(host.ssh(f"appliance {kind} list --json").stdout)]
             names = sorted(g["name"] for g in listed)
