@@ -5,45 +5,12 @@
  * powers off after '\n'.  Nothing polls: input only arrives by interrupt.
  */
 #include "guest.h"
-#define IDT 0x1000
 #define VECTOR 0x24
-#define APIC 0xfee00000
     .code32
     .globl start
 start:
     mov $GUEST_STACK, %esp
-    /* IDT gate for VECTOR -> handler (32-bit interrupt gate, __BOOT_CS) */
-    mov $handler, %eax
-    mov %ax, IDT + VECTOR * 8
-    movw $0x10, IDT + VECTOR * 8 + 2
-    movw $0x8e00, IDT + VECTOR * 8 + 4
-    shr $16, %eax
-    mov %ax, IDT + VECTOR * 8 + 6
-    lidt idtr
-    /* local APIC on, LINT0 = ExtINT unmasked: the PIC's output reaches the CPU */
-    movl $0x1ff, APIC + 0xf0
-    movl $0x700, APIC + 0x350
-    /* 8259 master: ICW1..4, vector base 0x20; slave base 0x28; mask all but IRQ 4 */
-    mov $0x11, %al
-    out %al, $0x20
-    mov $0x20, %al
-    out %al, $0x21
-    mov $0x04, %al
-    out %al, $0x21
-    mov $0x01, %al
-    out %al, $0x21
-    mov $0x11, %al
-    out %al, $0xa0
-    mov $0x28, %al
-    out %al, $0xa1
-    mov $0x02, %al
-    out %al, $0xa1
-    mov $0x01, %al
-    out %al, $0xa1
-    mov $0xef, %al
-    out %al, $0x21
-    mov $0xff, %al
-    out %al, $0xa1
+    pic_irq VECTOR, handler, 0xef  /* IRQ 4 only */
     /* UART: OUT2 (the PC's interrupt gate) and the receive interrupt */
     mov $(VMM_PORT_COM1 + 4), %dx
     mov $0x08, %al
@@ -91,6 +58,3 @@ bad:
     putc_al
     poweroff 1
 
-idtr:
-    .word 0x7ff
-    .long IDT

@@ -14,47 +14,14 @@
  * again on a fresh stack.
  */
 #include "guest.h"
-#define IDT 0x1000
 #define VECTOR 0x21
-#define APIC 0xfee00000
 #define DATA VMM_PORT_I8042_DATA
 #define CMD VMM_PORT_I8042_CMD
     .code32
     .globl start
 start:
     mov $GUEST_STACK, %esp
-    /* IDT gate for VECTOR -> handler (32-bit interrupt gate, __BOOT_CS) */
-    mov $handler, %eax
-    mov %ax, IDT + VECTOR * 8
-    movw $0x10, IDT + VECTOR * 8 + 2
-    movw $0x8e00, IDT + VECTOR * 8 + 4
-    shr $16, %eax
-    mov %ax, IDT + VECTOR * 8 + 6
-    lidt idtr
-    /* local APIC on, LINT0 = ExtINT unmasked: the PIC's output reaches the CPU */
-    movl $0x1ff, APIC + 0xf0
-    movl $0x700, APIC + 0x350
-    /* 8259 master: ICW1..4, vector base 0x20; slave base 0x28; mask all but IRQ 1 */
-    mov $0x11, %al
-    out %al, $0x20
-    mov $0x20, %al
-    out %al, $0x21
-    mov $0x04, %al
-    out %al, $0x21
-    mov $0x01, %al
-    out %al, $0x21
-    mov $0x11, %al
-    out %al, $0xa0
-    mov $0x28, %al
-    out %al, $0xa1
-    mov $0x02, %al
-    out %al, $0xa1
-    mov $0x01, %al
-    out %al, $0xa1
-    mov $0xfd, %al
-    out %al, $0x21
-    mov $0xff, %al
-    out %al, $0xa1
+    pic_irq VECTOR, handler, 0xfd  /* IRQ 1 only */
 
     /* configuration byte: keyboard interrupt, keyboard on, aux off, translate */
     mov $0x60, %al
@@ -134,18 +101,8 @@ nibble:
     putc_al
     ret
 
-/* print the NUL-terminated string at %esi (clobbers %eax, %edx, %esi) */
-puts:
-2:  lodsb
-    test %al, %al
-    jz 3f
-    putc_al
-    jmp 2b
-3:  ret
+    define_puts
 
 count: .long 0
 ctr: .asciz "ctr="
 prompt: .asciz "\r\nkbd> "
-idtr:
-    .word 0x7ff
-    .long IDT

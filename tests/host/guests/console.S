@@ -51,14 +51,7 @@ wait:
 1:  putc_al
     jmp wait
 
-/* print the NUL-terminated string at %esi */
-puts:
-2:  lodsb
-    test %al, %al
-    jz 3f
-    putc_al
-    jmp 2b
-3:  ret
+    define_puts
 
 banner: .asciz "appliance test guest\r\ncmdline: "
 prompt: .asciz "\r\nready> "
