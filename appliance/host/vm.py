@@ -20,9 +20,39 @@ from appliance.host.guests import Disk, GuestConfig
 from appliance.host.store import HostPaths, alive, read_json
 from appliance.host.tasks import TaskLog
 from appliance.host.templates import vm_template
-from appliance.host.vmproc import remove_tap, run_files
 
 START_TIMEOUT = 20.0
+
+
+def run_files(paths: HostPaths, guest_id: int) -> tuple[Path, Path, Path]:
+    """(pid record, result record, console socket) of a VM."""
+    base = paths.run / f"vm-{guest_id}"
+    return (base.with_suffix(".json"), base.with_suffix(".result.json"),
+            base.with_suffix(".console"))
+
+
+def tap_name(guest_id: int) -> str:
+    return f"tap{guest_id}i0"
+
+
+def remove_tap(guest_id: int) -> None:
+    """Remove the VM's TAP (persistent: a killed VM process leaves it behind)."""
+    subprocess.run(["ip", "link", "del", tap_name(guest_id)], capture_output=True, check=False)
+
+
+def make_tap(guest_id: int, bridge: str) -> str:
+    """The VM's NIC: TAP tapIDi0, a port of `bridge`, up."""
+    tap = tap_name(guest_id)
+    remove_tap(guest_id)
+    for argv in (["ip", "tuntap", "add", "dev", tap, "mode", "tap"],
+                 ["ip", "link", "set", tap, "master", bridge],
+                 ["ip", "link", "set", tap, "up"]):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            remove_tap(guest_id)
+            raise HostError(f"NIC of VM {guest_id} on bridge {bridge}: {' '.join(argv)}: "
+                            f"{proc.stderr.strip()}")
+    return tap
 
 
 def pid_of(paths: HostPaths, guest_id: int) -> int | None:

@@ -60,6 +60,8 @@ def test_vm_life_cycle(vm_host: Host) -> None:
     assert result is not None and result["status"] == "shut down"
     assert host.guest(100).to_json()["last_run"]["detail"] == "guest shut down on request"
     assert not vmbackend.console_path(host.paths, 100).exists()
+    log = (host.paths.logs / "vm-100.log").read_text()  # the VM process's own log
+    assert "Warning" not in log and "Traceback" not in log, log
 
     host.delete(100)
     assert host.list_guests() == [] and not disks[0].exists() and not cfg_file.exists()
