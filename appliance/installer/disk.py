@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import ApplianceError
-from appliance.installer.layout import BIOS_BOOT, VG_NAME, Layout, MiB
+from appliance.installer.layout import BIOS_BOOT, GUESTS_LV, VG_NAME, Layout, MiB
 from appliance.outputs.disk import Layout as DiskLayout
 from appliance.outputs.disk import partition
 from appliance.runner import run
@@ -38,6 +38,7 @@ class Volumes:
     data_pool: str | None
     bios_start: int  # bytes
     bios_length: int
+    guests: str | None = None  # thin volume of the pool for /var/lib/appliance
 
 
 def partition_path(disk: str, number: int) -> str:
@@ -115,20 +116,28 @@ def prepare(disk: str, layout: Layout, filesystem: str) -> Volumes:
         what="lvcreate swap")
     run(["lvcreate", "-y", "-W", "y", "-L", f"{layout.root}b", "-n", "root", VG_NAME],
         what="lvcreate root")
-    pool = None
+    pool = guests = None
     if layout.data:
         # A thin pool for guest disks; its metadata takes a slice of it.
         run(["lvcreate", "-y", "--type", "thin-pool", "-L", f"{layout.data}b", "-n", "data",
              VG_NAME], what="lvcreate data (thin pool)")
         pool = f"{VG_NAME}/data"
-    _settle([f"{lv}/root", f"{lv}/swap"])
+        # Guests' disks, container roots and templates live on a thin volume as big as
+        # the pool, so they can grow past the root volume; discard gives freed blocks back.
+        run(["lvcreate", "-y", "--thin", "-V", f"{layout.data}b", "-n", GUESTS_LV, pool],
+            what=f"lvcreate {GUESTS_LV} (thin volume)")
+        guests = f"{lv}/{GUESTS_LV}"
+    _settle([f"{lv}/root", f"{lv}/swap", *([guests] if guests else [])])
     run(["mkfs.vfat", "-F", "32", "-n", "EFI", esp], what="mkfs.vfat (ESP)")
     run(["mkswap", "-L", "swap", f"{lv}/swap"], what="mkswap")
     if filesystem == "xfs":
         run(["mkfs.xfs", "-f", "-L", "root", f"{lv}/root"], what="mkfs.xfs")
     else:
         run(["mkfs.ext4", "-q", "-F", "-L", "root", f"{lv}/root"], what="mkfs.ext4")
-    return Volumes(disk, bios, esp, pv, f"{lv}/root", f"{lv}/swap", pool, bios_start, bios_len)
+    if guests:
+        run(["mkfs.ext4", "-q", "-F", "-L", GUESTS_LV, guests], what=f"mkfs.ext4 ({GUESTS_LV})")
+    return Volumes(disk, bios, esp, pv, f"{lv}/root", f"{lv}/swap", pool, bios_start, bios_len,
+                   guests)
 
 
 def vg_members(vg: str = VG_NAME) -> list[str]:

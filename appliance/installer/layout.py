@@ -2,7 +2,8 @@
 defaults Proxmox VE's installer uses for its LVM layout.
 
     GPT:  1 MiB BIOS boot | ESP (512 MiB; 1 GiB on disks over 100 GiB) | LVM PV
-    VG "appliance": swap, root (ext4 or xfs), data (thin pool for guests)
+    VG "appliance": swap, root (ext4 or xfs), data (thin pool) holding the thin
+    volume "guests" (ext4, mounted on /var/lib/appliance: guests and templates)
 
 All sizes are in bytes here; answer files give GiB (floats)."""
 
@@ -28,6 +29,8 @@ MIN_ROOT = 2 * GiB
 MIN_DATA = 4 * GiB
 MAX_ROOT_DEFAULT = 96 * GiB  # hdsize/4, at most this, unless `maxroot` says otherwise
 VG_NAME = "appliance"
+GUESTS_LV = "guests"
+GUESTS_MOUNT = "/var/lib/appliance"  # appliance.host.store.DEFAULT_STATE
 
 
 class LayoutError(ApplianceError):
@@ -64,7 +67,8 @@ class Layout:
 
     def describe(self) -> str:
         g = self.to_json()
-        data = f", data (thin pool) {g['data']} GiB" if self.data else ", no data volume"
+        data = (f", data (thin pool) {g['data']} GiB for {GUESTS_MOUNT}" if self.data
+                else f", no data volume ({GUESTS_MOUNT} on root)")
         return (f"{g['hdsize']} of {g['disk']} GiB: ESP {g['esp']} GiB, swap {g['swap']} GiB, "
                 f"root {g['root']} GiB{data}, {g['minfree']} GiB left free in the volume group")
 

@@ -79,6 +79,19 @@ def mounted(device: str, where: Path, options: str | None = None) -> Iterator[Pa
         run(["umount", "-R", where], what=f"umount {where}", check=False)
 
 
+@contextlib.contextmanager
+def guests_mounted(vols: disk.Volumes, root: Path) -> Iterator[None]:
+    """The guests' thin volume on the target's /var/lib/appliance, before the copy:
+    the bundled templates land on it (nothing to do without a data pool)."""
+    if vols.guests is None:
+        yield
+        return
+    where = root / layout.GUESTS_MOUNT.lstrip("/")
+    where.mkdir(parents=True, exist_ok=True)
+    with mounted(vols.guests, where):
+        yield
+
+
 def copy_system(squashfs: Path, dest: Path, progress: Callable[[int], None]) -> None:
     """unsquashfs the live system onto the target, reporting percent done
     (files extracted of the inodes the squashfs holds)."""
@@ -115,14 +128,15 @@ def install(plan: Plan, console: Console, squashfs: Path = SQUASHFS,
         root_uuid = disk.fs_uuid(vols.root)
         with mounted(vols.root, target_dir) as tgt:
             efi = tgt / "boot/efi"
-            with mounted(vols.esp, efi, "umask=0077"):
+            with mounted(vols.esp, efi, "umask=0077"), guests_mounted(vols, tgt):
                 try:
                     console.say(f"[2/{steps}] copying the system from {squashfs.name}")
                     copy_system(squashfs, tgt,
                                 lambda pct: console.say(f"      copying the system: {pct}%"))
                     console.say(f"[3/{steps}] configuring {plan.fqdn}")
                     target.configure(tgt, plan, root_uuid, disk.fs_uuid(vols.esp),
-                                     disk.fs_uuid(vols.swap))
+                                     disk.fs_uuid(vols.swap),
+                                     disk.fs_uuid(vols.guests) if vols.guests else None)
                     console.say(f"[4/{steps}] removing live-only packages, new initramfs")
                     target.finish(tgt)
                     if first_boot is not None:

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from appliance.engine import mounts
+from appliance.installer.layout import GUESTS_MOUNT
 from appliance.installer.plan import Plan
 from appliance.runner import run
 
@@ -37,12 +38,16 @@ def write(path: Path, text: str, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def fstab(root_uuid: str, esp_uuid: str, swap_uuid: str, filesystem: str) -> str:
+def fstab(root_uuid: str, esp_uuid: str, swap_uuid: str, filesystem: str,
+          guests_uuid: str | None = None) -> str:
     opts = "errors=remount-ro" if filesystem == "ext4" else "defaults"
+    # discard: blocks freed by deleted guests go back to the thin pool at once
+    guests = (f"UUID={guests_uuid} {GUESTS_MOUNT} ext4 defaults,discard 0 2\n"
+              if guests_uuid else "")
     return ("# <file system> <mount point> <type> <options> <dump> <pass>\n"
             f"UUID={root_uuid} / {filesystem} {opts} 0 1\n"
             f"UUID={esp_uuid} /boot/efi vfat umask=0077 0 1\n"
-            f"UUID={swap_uuid} none swap sw 0 0\n")
+            f"UUID={swap_uuid} none swap sw 0 0\n{guests}")
 
 
 def hosts(plan: Plan) -> str:
@@ -95,8 +100,10 @@ def set_root_password(shadow: Path, password_hash: str) -> None:
     write(shadow, "\n".join(lines) + "\n", 0o640)
 
 
-def configure(target: Path, plan: Plan, root_uuid: str, esp_uuid: str, swap_uuid: str) -> None:
-    write(target / "etc/fstab", fstab(root_uuid, esp_uuid, swap_uuid, plan.filesystem))
+def configure(target: Path, plan: Plan, root_uuid: str, esp_uuid: str, swap_uuid: str,
+              guests_uuid: str | None = None) -> None:
+    write(target / "etc/fstab", fstab(root_uuid, esp_uuid, swap_uuid, plan.filesystem,
+                                      guests_uuid))
     write(target / "etc/hostname", plan.hostname + "\n")
     write(target / "etc/hosts", hosts(plan))
     write(target / "etc/network/interfaces", interfaces(plan))

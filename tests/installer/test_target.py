@@ -72,6 +72,14 @@ def test_xfs_root_in_fstab(tree: Path) -> None:
     assert "UUID=r / xfs defaults 0 1" in (tree / "etc/fstab").read_text()
 
 
+def test_guests_volume_is_mounted_on_the_state_dir_only_when_there_is_one(tree: Path) -> None:
+    target.configure(tree, make_plan(), "r", "E", "s")
+    assert "/var/lib/appliance" not in (tree / "etc/fstab").read_text()
+    target.configure(tree, make_plan(), "r", "E", "s", "g-uuid")
+    lines = (tree / "etc/fstab").read_text().splitlines()
+    assert "UUID=g-uuid /var/lib/appliance ext4 defaults,discard 0 2" in lines
+
+
 def test_a_hash_with_a_colon_is_refused(tree: Path) -> None:
     with pytest.raises(ValueError, match="cannot contain ':'"):
         target.set_root_password(tree / "etc/shadow", "bad:hash")
