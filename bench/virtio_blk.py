@@ -6,7 +6,7 @@ Run on the build host (as root, after ./run setup):
 
     .venv/bin/python bench/virtio_blk.py [--runs N] [--size-mib M]
 
-It builds the nested test host (appliance.vmm.testhost: QEMU TCG `-cpu max`
+It builds the nested test host (tests/vmm/testhost.py: QEMU TCG `-cpu max`
 -> kvm_amd) with QEMU inside; there a raw image of M MiB is written to tmpfs
 (so both monitors read it from the L1 page cache), and an L2 guest (Debian's
 kernel + a busybox initramfs with virtio_pci/virtio_blk) is booted N times
@@ -88,7 +88,7 @@ def main() -> int:
     args = p.parse_args()
     root = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(root))
-    from appliance.vmm import testhost
+    from tests.vmm import testhost
 
     kernels = sorted(Path("/boot").glob("vmlinuz-*-amd64"), key=os.path.getmtime)
     if not kernels:

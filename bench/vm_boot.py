@@ -5,7 +5,7 @@ Run on the build host (as root, after ./run setup):
 
     .venv/bin/python bench/vm_boot.py [--runs N]
 
-It builds the nested test host (appliance.vmm.testhost: QEMU TCG `-cpu max`
+It builds the nested test host (tests/vmm/testhost.py: QEMU TCG `-cpu max`
 -> kvm_amd) with QEMU and this script inside, boots it, and there boots
 Debian's kernel + the tiny marker initramfs N times each with
 
@@ -196,7 +196,7 @@ def inside(runs: int, cmdline: str, marker: str, cpus: int) -> dict[str, object]
 def outside(runs: int, cpus: int) -> dict[str, object]:
     root = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(root))
-    from appliance.vmm import testhost
+    from tests.vmm import testhost
 
     kernels = sorted(Path("/boot").glob("vmlinuz-*-amd64"), key=os.path.getmtime)
     if not kernels:

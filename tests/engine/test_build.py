@@ -5,6 +5,7 @@ session into a session cache; later builds reuse that cache."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -170,7 +171,7 @@ def test_failing_run_step_shows_command_and_output_and_leaves_no_mount(
         type = "run"
         commands = ["echo boom-output-line; exit 3"]
     """)
-    with pytest.raises(BuildError) as exc:
+    with pytest.raises(BuildError, match="exit status 3") as exc:
         engine.build(recipe, outdir=tmp_path / "out", cache_dir=build_cache)
     msg = str(exc.value)
     assert "exit status 3" in msg and "boom-output-line" in msg and "exit 3" in msg
@@ -190,22 +191,28 @@ def test_interrupted_build_unmounts_everything(
     proc = subprocess.Popen(
         [sys.executable, "-m", "appliance", "build", str(recipe), "-o", str(tmp_path / "out"),
          "--cache-dir", str(build_cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: the chroot's `sleep` is in it
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if any(p.name == "proc" for p in mountpoints_under(build_cache / "tmp")):
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("the run step never started")
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert b"interrupted" in err
-    assert mountpoints_under(build_cache) == []
-    assert not (tmp_path / "out" / "broken.squashfs").exists()
-    subprocess.run(["pkill", "-f", "sleep 120"], check=False)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(p.name == "proc" for p in mountpoints_under(build_cache / "tmp")):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the run step never started")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert b"interrupted" in err
+        assert mountpoints_under(build_cache) == []
+        assert not (tmp_path / "out" / "broken.squashfs").exists()
+    finally:
+        # what the build started and left (the step's `sleep 120`): by group,
+        # never by name (another `sleep 120` on this machine is not ours)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def test_cache_list_and_prune(

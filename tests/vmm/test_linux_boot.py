@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.vmm import testhost
+from tests.vmm import testhost
 
 pytestmark = pytest.mark.e2e
 

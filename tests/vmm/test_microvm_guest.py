@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from appliance.engine import build as engine
-from appliance.vmm import testhost
+from tests.vmm import testhost
 
 pytestmark = pytest.mark.e2e
 

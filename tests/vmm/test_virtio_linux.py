@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from appliance.runner import run
-from appliance.vmm import testhost
+from tests.vmm import testhost
 
 pytestmark = pytest.mark.e2e
 
