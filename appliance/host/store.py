@@ -87,9 +87,10 @@ class HostPaths:
         return self.state / "host.lock"
 
     def ensure(self) -> None:
-        for d in (self.guests, self.tasks, self.run, self.images, self.lxc, self.logs,
+        for d in (self.guests, self.tasks, self.run, self.lxc, self.logs,
                   self.vm_templates, self.ct_templates, self.web):
             d.mkdir(parents=True, exist_ok=True)
+        self.images.mkdir(mode=0o700, parents=True, exist_ok=True)  # guests' disks
         self.priv.mkdir(parents=True, exist_ok=True)
         self.priv.chmod(0o700)
 

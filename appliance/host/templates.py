@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import tomllib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from appliance.errors import HostError
@@ -50,24 +52,56 @@ def _check_name(name: str) -> None:
         raise HostError(f"template {name!r:.70}: not a valid template name", 400)
 
 
+def _read_manifest(name: str, d: Path) -> dict[str, Any]:
+    """template.toml, never through a symbolic link (of the directory or the file)."""
+    if d.is_symlink():
+        raise HostError(f"VM template {name}: {d} is a symbolic link; a template must be a "
+                        "directory of its own", 400)
+    try:
+        fd = os.open(d / "template.toml", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise HostError(f"no VM template {name!r} (in {d.parent})", 400) from None
+    except OSError as e:
+        raise HostError(f"VM template {name}: {d / 'template.toml'}: {e.strerror} "
+                        "(it must be a regular file, not a symbolic link)", 400) from None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise HostError(f"VM template {name}: {d / 'template.toml'}: {e}", 400) from None
+
+
+def template_file(name: str, d: Path, key: str, value: object) -> Path:
+    """The file `value` (from template.toml's `key`) resolved inside the
+    template directory `d`: a relative path, no `..`, and no symbolic link
+    that leads out of `d`. Returns the resolved path (no links left in it)."""
+    where = f"VM template {name}: {key} = {str(value)!r:.120}"
+    if not isinstance(value, str):
+        raise HostError(f"{where}: expected a file name", 400)
+    rel = PurePosixPath(value)
+    if rel.is_absolute() or ".." in rel.parts or "\0" in value:
+        raise HostError(f"{where}: must name a file inside the template directory {d} "
+                        "(a relative path without '..')", 400)
+    root = Path(os.path.realpath(d))
+    real = Path(os.path.realpath(root / rel))
+    if not real.is_relative_to(root):
+        raise HostError(f"{where}: is a symbolic link out of the template directory {d} "
+                        f"(to {real})", 400)
+    if not real.is_file():
+        raise HostError(f"VM template {name}: {key} file {d / rel} is missing", 400)
+    return real
+
+
 def vm_template(paths: HostPaths, name: str) -> VmTemplate:
     _check_name(name)
     d = paths.vm_templates / name
-    try:
-        data = read_toml(d / "template.toml")
-    except FileNotFoundError:
-        raise HostError(f"no VM template {name!r} (in {paths.vm_templates})", 400) from None
-    except ValueError as e:  # tomllib.TOMLDecodeError
-        raise HostError(f"VM template {name}: {d / 'template.toml'}: {e}", 400) from None
+    data = _read_manifest(name, d)
 
     def file(key: str) -> Path | None:
         value = data.get(key)
-        if not value:
+        if value is None or value == "":
             return None
-        p = d / str(value)
-        if not p.is_file():
-            raise HostError(f"VM template {name}: {key} file {p} is missing", 400)
-        return p
+        return template_file(name, d, key, value)
 
     kernel = file("kernel")
     if kernel is None:
@@ -135,7 +169,8 @@ def list_templates(paths: HostPaths) -> list[TemplateInfo]:
                 desc = str(read_toml(d / "template.toml").get("description", ""))
             except (OSError, ValueError):
                 desc = "(unreadable template.toml)"
-            size = sum(p.stat().st_size for p in d.iterdir() if p.is_file())
+            size = sum(p.lstat().st_size for p in d.iterdir() if not p.is_symlink()
+                       and p.is_file())
             out.append(TemplateInfo("vm", d.name, size, desc))
     if paths.ct_templates.is_dir():
         for p in sorted(paths.ct_templates.iterdir()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -83,22 +84,58 @@ def console_path(paths: HostPaths, guest_id: int) -> Path:
     return run_files(paths, guest_id)[2]
 
 
+def _new_image(path: Path) -> int:
+    """A new, empty disk image readable by root only (0600 from the start: a
+    guest's disk holds its secrets). A file left by an earlier guest of the
+    same id is replaced, never reused with its old mode."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   0o600)
+
+
+def _copy_image(src: Path, dest: Path) -> None:
+    """Copy a template's disk into a new 0600 image, sparse (and as a reflink
+    where the file system can). The source is opened without following a
+    symbolic link, and cp reads that very file (/dev/fd/N)."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise HostError(f"template disk {src}: {e.strerror}", 400) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise HostError(f"template disk {src}: not a regular file", 400)
+        os.close(_new_image(dest))
+        proc = subprocess.run(
+            ["cp", "--sparse=always", "--reflink=auto", f"/dev/fd/{fd}", str(dest)],
+            pass_fds=(fd,), capture_output=True, text=True, check=False, umask=0o077)
+    finally:
+        os.close(fd)
+    if proc.returncode != 0:
+        with contextlib.suppress(FileNotFoundError):
+            dest.unlink()
+        raise HostError(f"copying template disk {src} to {dest}: {proc.stderr.strip()}")
+
+
 def create(paths: HostPaths, cfg: GuestConfig, log: TaskLog) -> None:
-    """Copy the template's root disk and make the extra disks (sparse raw files)."""
+    """Copy the template's root disk and make the extra disks (sparse raw
+    files), all 0600 in a 0700 directory."""
     tpl = vm_template(paths, cfg.template)
     disks: list[Disk] = []
-    paths.images.mkdir(parents=True, exist_ok=True)
+    paths.images.mkdir(mode=0o700, parents=True, exist_ok=True)
     if tpl.disk is not None:
         dest = paths.images / f"vm-{cfg.id}-disk-0.raw"
         log(f"copying root disk {tpl.disk} to {dest}")
-        subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(tpl.disk), str(dest)],
-                       check=True, capture_output=True)
+        _copy_image(tpl.disk, dest)
         disks.append(Disk(size_mib=(dest.stat().st_size + (1 << 20) - 1) >> 20, path=str(dest)))
     for disk in cfg.disks:
         dest = paths.images / f"vm-{cfg.id}-disk-{len(disks)}.raw"
         log(f"creating {disk.size_mib} MiB disk {dest}")
-        with dest.open("wb") as f:
-            f.truncate(disk.size_mib << 20)
+        fd = _new_image(dest)
+        try:
+            os.ftruncate(fd, disk.size_mib << 20)
+        finally:
+            os.close(fd)
         disks.append(Disk(size_mib=disk.size_mib, path=str(dest)))
     cfg.disks = disks
     if cfg.bridge:
@@ -119,7 +156,10 @@ def start(paths: HostPaths, cfg: GuestConfig, log: TaskLog) -> None:
         result.unlink()
     out = paths.logs / f"vm-{cfg.id}.log"
     log(f"starting VM {cfg.id}: {cfg.memory_mib} MiB, {cfg.cpus} vCPU(s), console {console}")
-    with out.open("ab") as f:
+    # the VM process's log: 0600 from the start (what the monitor reports of the guest)
+    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    with os.fdopen(fd, "ab") as f:
         # setsid -f: a new session, and the VM process is not our child (no
         # zombie in a long-running web service; it outlives a restart of it).
         subprocess.run(

@@ -11,8 +11,8 @@ from appliance.host.guests import host_memory_mib, parse_request
 BASE = {"name": "web1", "template": "debian", "memory_mib": 256}
 
 
-def refused(kind: str, **changes: object) -> HostError:
-    with pytest.raises(HostError) as e:
+def refused(kind: str, match: str, **changes: object) -> HostError:
+    with pytest.raises(HostError, match=match) as e:
         parse_request(kind, {**BASE, **changes})  # type: ignore[arg-type]
     assert e.value.http_status == 400
     return e.value
@@ -25,39 +25,37 @@ def test_a_valid_request_is_returned_clean() -> None:
 
 @pytest.mark.parametrize("name", ["", "-x", "x-", "a b", "a_b", "x" * 64, "ä"])
 def test_name_must_be_a_host_name(name: str) -> None:
-    err = refused("vm", name=name)
-    assert str(err).startswith("name:")
+    refused("vm", "^name: ", name=name)
 
 
 def test_memory_beyond_the_host_names_the_host_size() -> None:
-    err = refused("vm", memory_mib=host_memory_mib() + 1)
-    assert f"more than the {host_memory_mib()} this host has" in str(err)
+    refused("vm", f"^memory_mib: .*more than the {host_memory_mib()} this host has",
+            memory_mib=host_memory_mib() + 1)
 
 
 def test_cpus_beyond_the_host_are_refused() -> None:
-    assert "cpus:" in str(refused("ct", cpus=1000))
+    refused("ct", "^cpus: ", cpus=1000)
 
 
 @pytest.mark.parametrize("value", [True, 1.5, "12x", [], None])
 def test_memory_must_be_a_whole_number(value: object) -> None:
-    err = refused("vm", memory_mib=value)
-    assert "memory_mib" in str(err)
+    refused("vm", "^memory_mib: ", memory_mib=value)
 
 
 def test_unknown_and_foreign_fields_are_refused() -> None:
-    assert "unknown field: colour" in str(refused("vm", colour="red"))
+    refused("vm", "unknown field: colour", colour="red")
     # a VM has no root password, a container no kernel command line
-    assert "unknown field: password" in str(refused("vm", password="x"))
-    assert "unknown field: cmdline" in str(refused("ct", cmdline="quiet"))
+    refused("vm", "unknown field: password", password="x")
+    refused("ct", "unknown field: cmdline", cmdline="quiet")
 
 
 def test_ssh_keys_and_disks_are_checked() -> None:
-    assert "ssh_keys[0]" in str(refused("ct", ssh_keys=["not a key"]))
-    assert "disks[1]" in str(refused("vm", disks=[10, 0]))
+    refused("ct", r"^ssh_keys\[0\]", ssh_keys=["not a key"])
+    refused("vm", r"^disks\[1\]", disks=[10, 0])
 
 
 def test_a_request_that_is_not_an_object_is_refused() -> None:
-    with pytest.raises(HostError):
+    with pytest.raises(HostError, match="expected a JSON object"):
         parse_request("vm", ["name"])  # type: ignore[arg-type]
 
 

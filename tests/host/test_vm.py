@@ -48,9 +48,14 @@ def test_vm_life_cycle(vm_host: Host) -> None:
     assert [d.name for d in disks] == ["vm-100-disk-0.raw", "vm-100-disk-1.raw"]
     assert disks[1].stat().st_size == 8 << 20 and disks[1].stat().st_blocks == 0  # sparse
 
-    host.start(100)
+    old_umask = os.umask(0o022)
+    try:
+        host.start(100)
+    finally:
+        os.umask(old_umask)
     guest = host.guest(100)
     assert guest.status == "running"
+    assert (host.paths.logs / "vm-100.log").stat().st_mode & 0o077 == 0  # 0600 from the start
     out = read_console(vmbackend.console_path(host.paths, 100), b"hello\r", b"HELLO")
     assert b"cmdline: console=ttyS0 test=1" in out and b"HELLO" in out
 
@@ -154,7 +159,7 @@ def test_ids_count_up_from_100_and_a_taken_id_conflicts(vm_host: Host) -> None:
 
 
 def test_missing_guest_is_not_found(vm_host: Host) -> None:
-    with pytest.raises(HostError) as e:
+    with pytest.raises(HostError, match=r"^no guest 999$") as e:
         vm_host.start(999)
     assert e.value.http_status == 404
 
@@ -179,7 +184,8 @@ def test_a_task_whose_process_died_is_interrupted_not_running(vm_host: Host) -> 
 
 
 def test_task_ids_are_checked_before_touching_files(vm_host: Host) -> None:
-    with pytest.raises(HostError) as e:
+    # refused by its form (quoted), not looked up
+    with pytest.raises(HostError, match=r"^no task '\.\./\.\./etc/passwd'$") as e:
         vm_host.tasks.log("../../etc/passwd")
     assert e.value.http_status == 404
 
