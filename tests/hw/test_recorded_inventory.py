@@ -1,10 +1,36 @@
-"""Disk/NIC inventory of recorded machines, replayed with umockdev-run."""
+"""Verdicts and disk/NIC inventory of recorded machines through the CLI,
+replayed with umockdev-run."""
 
 import pytest
 
 from .conftest import appliance_cmd, appliance_json
 
 pytestmark = pytest.mark.usefixtures("umockdev")
+
+
+# What each recorded machine is known to be (tests/data/hw/README.md), and
+# the exit status `appliance detect` owes a script for it.
+KNOWN = [
+    ("intel-server", 0, "hardware-accelerated", "hardware-accelerated (VT-x, kvm_intel)"),
+    ("intel-nested-guest", 0, "hardware-accelerated", "hardware-accelerated (VT-x, kvm_intel)"),
+    ("pvm-dev-vm", 10, "software-only",
+     "software-only: /dev/kvm is backed by kvm_pvm and the CPU exposes no VT-x/AMD-V"),
+    ("amd-svm-disabled", 11, "disabled-in-firmware",
+     "disabled in firmware: enable SVM in BIOS setup"),
+    ("cloud-guest-no-vmx", 12, "no-cpu-support",
+     "no CPU support: the CPU exposes no VT-x/AMD-V (this is a KVM guest: enable nested"),
+    ("intel-no-kvm-module", 13, "kvm-not-loaded",
+     "KVM not loaded: the CPU has VT-x but there is no /dev/kvm — modprobe kvm_intel"),
+]
+
+
+@pytest.mark.parametrize(("name", "code", "status", "verdict"), KNOWN,
+                         ids=[k[0] for k in KNOWN])
+def test_detect_cli_gives_each_recorded_machine_its_known_verdict(name, code, status, verdict):
+    got_code, data = appliance_json("detect", "--json", recorded=name)
+    assert (got_code, data["exit_code"], data["status"]) == (code, code, status)
+    assert data["verdict"].startswith(verdict)
+    assert data["accelerated"] is (code == 0)
 
 
 @pytest.fixture(scope="module")
