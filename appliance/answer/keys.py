@@ -135,16 +135,23 @@ def choice(*choices: str, fold_case: bool = False) -> Parser:
     return parse
 
 
-def number(*, minimum: float = 0.0) -> Parser:
+# The largest size in GiB an answer may give (1 PiB): far beyond any disk, and
+# small enough that sizes in bytes stay exact integers.
+MAX_GIB = 1 << 20
+
+
+def number(*, minimum: float = 0.0, maximum: float = MAX_GIB) -> Parser:
     """A size in GiB (integer or float), normalized to float."""
 
     def parse(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise OptionError(f"expected a number (GiB), got {_type_name(value)}")
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise OptionError(f"{value} is not a size")
         if value < minimum:
-            raise OptionError(f"{value} is below the minimum {minimum:g}")
+            raise OptionError(f"{value:g} is below the minimum {minimum:g}")
+        if value > maximum:
+            raise OptionError(f"{value:g} GiB is above the maximum {maximum:.0f} GiB")
         return float(value)
 
     return parse
@@ -278,6 +285,34 @@ def url(*schemes: str) -> Parser:
 
 
 FINGERPRINT = r"([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}"
+_SHA256 = re.compile(r"[0-9a-fA-F]{2}(:?[0-9a-fA-F]{2}){31}")
+
+
+def normalize_fingerprint(text: str) -> str | None:
+    """A certificate's SHA-256 fingerprint as every pinned fetch compares it:
+    64 lower-case hex digits, no colons. Accepts Proxmox's `AA:BB:...` form
+    and plain hex (any case); None when `text` is neither."""
+    text = text.strip()
+    if not _SHA256.fullmatch(text) or (":" in text and text.count(":") != 31):
+        return None
+    return text.replace(":", "").lower()
+
+
+def fingerprint() -> Parser:
+    """`cert-fingerprint = "AA:BB:..."` (Proxmox's form: 32 hex pairs with
+    colons), normalized by normalize_fingerprint."""
+    rx = re.compile(FINGERPRINT)
+
+    def parse(value: Any) -> str:
+        if not isinstance(value, str):
+            raise OptionError(f"expected a string, got {_type_name(value)}")
+        norm = normalize_fingerprint(value) if rx.fullmatch(value) else None
+        if norm is None:
+            raise OptionError(f"{value[:100]!r} is not a valid SHA-256 fingerprint "
+                              "(32 hex pairs separated by ':', e.g. AA:BB:...)")
+        return norm
+
+    return parse
 
 
 def table(t: Table) -> Parser:
@@ -338,7 +373,8 @@ ZFS_TABLE = Table("zfs", (
     Key("raid", choice(*ZFS_RAID, fold_case=True), None, "pool layout (any letter case)"),
     Key("ashift", integer(minimum=9, maximum=16), None, "pool ashift (default 12)",
         kind="integer"),
-    Key("arc-max", integer(minimum=64), None, "ARC size limit in MiB", aliases=("arc_max",),
+    Key("arc-max", integer(minimum=64, maximum=MAX_GIB * 1024), None, "ARC size limit in MiB",
+        aliases=("arc_max",),
         kind="integer"),
     Key("checksum", choice("on", "fletcher4", "sha256"), None, "checksum (default on)"),
     Key("compress", choice("on", "off", "lzjb", "lz4", "zle", "gzip", "zstd"), None,
@@ -409,13 +445,13 @@ FIRST_BOOT = Table("first-boot", (
     Key("ordering", choice("before-network", "network-online", "fully-up"), "fully-up",
         "when it runs on first boot"),
     Key("url", url("http", "https"), None, "hook URL (from-url)"),
-    Key("cert-fingerprint", string(pattern=FINGERPRINT, what="SHA-256 fingerprint"), None,
+    Key("cert-fingerprint", fingerprint(), None,
         "pin the server certificate (from-url)", aliases=("cert_fingerprint",)),
 ), "a hook run once on first boot")
 
 WEBHOOK = Table("post-installation-webhook", (
     Key("url", url("http", "https"), help="POST the installation result here"),
-    Key("cert-fingerprint", string(pattern=FINGERPRINT, what="SHA-256 fingerprint"), None,
+    Key("cert-fingerprint", fingerprint(), None,
         "pin the server certificate", aliases=("cert_fingerprint",)),
 ), "report the result")
 

@@ -50,6 +50,12 @@ EMAIL = re.compile(
 )
 LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 ISO3166 = Path("/usr/share/zoneinfo/iso3166.tab")
+# Bounds on what an answer file may hold, so a hostile one gets a clear error
+# instead of crashing or stalling the parser (tomllib recurses per nesting level
+# and is quadratic in the parts of one dotted key). Real answers stay far below.
+MAX_ANSWER_BYTES = 1 << 20  # 1 MiB (also the cap on an answer fetched over HTTP)
+MAX_NESTING = 10  # [ and { inside each other; parts of one dotted key or [table.name]
+MAX_NUMBER_DIGITS = 100  # Python refuses int strings of more than 4300 digits
 
 
 # --- errors with file:line ---------------------------------------------------------
@@ -106,7 +112,9 @@ def load_answer(path: str | os.PathLike[str]) -> Answer:
     """Read, parse and validate an answer file (raises AnswerError)."""
     source = os.fspath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(MAX_ANSWER_BYTES + 1)
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise AnswerError(f"{source}: cannot read the answer file: {e}", file=source) from e
     return parse_answer(text, source)
@@ -114,6 +122,11 @@ def load_answer(path: str | os.PathLike[str]) -> Answer:
 
 def parse_answer(text: str, source: str = "answer.toml") -> Answer:
     """Parse and validate answer-file text; `source` names it in errors."""
+    if len(text) > MAX_ANSWER_BYTES or len(text.encode("utf-8", "replace")) > MAX_ANSWER_BYTES:
+        reason = (f"larger than {MAX_ANSWER_BYTES // 1024} KiB: not an answer file (answer "
+                  "files are a few hundred bytes)")
+        raise AnswerError(f"{source}: {reason}", file=source, reason=reason)
+    check_bounds(text, source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -122,11 +135,119 @@ def parse_answer(text: str, source: str = "answer.toml") -> Answer:
         loc = f"{source}:{line}" if line else source
         raise AnswerError(f"{loc}: not valid TOML: {e}", file=source, line=line,
                           reason=f"not valid TOML: {e}") from None
+    except (ValueError, RecursionError) as e:  # what check_bounds should have caught first
+        reason = f"cannot be read as TOML: {type(e).__name__}: {str(e)[:200]}"
+        raise AnswerError(f"{source}: {reason}", file=source, reason=reason) from None
     try:
         parsed = K.ANSWER.parse(data)
         return _build(parsed, source, text)
     except OptionError as e:
         raise error(source, text, e.key_path(), e.reason) from None
+
+
+# The TOML tokens that matter to check_bounds: string openers, comments,
+# brackets, key separators, line ends, and long runs of digits.
+_TOKEN = re.compile(r'"""|\'\'\'|["\'#\[\]{}.=,\n]|[0-9][0-9_]{' + str(MAX_NUMBER_DIGITS - 1)
+                    + ",}")
+_BASIC_REST = re.compile(r'(?:[^"\\\n]|\\.)*"')
+
+
+def check_bounds(text: str, source: str) -> None:
+    """Refuse, before tomllib sees it, TOML nested more than MAX_NESTING deep
+    (brackets, or parts of one dotted key or table name) and numbers longer
+    than MAX_NUMBER_DIGITS digits. One linear pass that skips strings and
+    comments; the error names the line and the key it is under."""
+    line, pos, n = 1, 0, len(text)
+    stack: list[str] = []  # open [ and { of values (and of a [table] header)
+    in_key, header, parts, key_line = True, False, 1, 1
+
+    def fail(why: str, at: int) -> AnswerError:
+        key = _key_at(text, at)
+        return error(source, text, key, why) if key else AnswerError(
+            f"{source}:{at}: {why}", file=source, line=at, reason=why)
+
+    while pos < n:
+        m = _TOKEN.search(text, pos)
+        if m is None:
+            break
+        tok, pos = m.group(), m.end()
+        if tok == "\n":
+            line += 1
+            if not stack:
+                in_key, header, parts, key_line = True, False, 1, line
+        elif tok in ('"""', "'''"):
+            end = text.find(tok, pos)
+            while tok == '"""' and end > 0 and _escaped(text, end):
+                end = text.find(tok, end + 1)
+            if end < 0:
+                return  # unterminated: tomllib says so
+            line += text.count("\n", pos, end)
+            pos = end + 3
+        elif tok == '"':
+            rest = _BASIC_REST.match(text, pos)
+            if rest is None:
+                return
+            pos = rest.end()
+        elif tok == "'":
+            end = text.find("'", pos)
+            if end < 0:
+                return
+            pos = end + 1
+        elif tok == "#":
+            end = text.find("\n", pos)
+            pos = n if end < 0 else end
+        elif tok in "[{":
+            if tok == "[" and in_key and not stack:
+                header = True
+            stack.append(tok)
+            if len(stack) > MAX_NESTING:
+                raise fail(f"nested more than {MAX_NESTING} levels deep", line)
+            if tok == "{":
+                in_key, parts, key_line = True, 1, line
+        elif tok in "]}":
+            if stack:
+                stack.pop()
+            if header and not stack:
+                header = in_key = False
+        elif tok == ",":
+            if stack and stack[-1] == "{":
+                in_key, parts, key_line = True, 1, line
+        elif tok == "=":
+            in_key = False
+        elif tok == ".":
+            if in_key or header:
+                parts += 1
+                if parts > MAX_NESTING:
+                    raise fail(f"a key of more than {MAX_NESTING} dotted parts", key_line)
+        else:  # a long run of digits
+            raise fail(f"a number of more than {MAX_NUMBER_DIGITS} digits", line)
+
+
+def _escaped(text: str, at: int) -> bool:
+    """Whether text[at] is escaped by an odd number of backslashes."""
+    k = at
+    while k > 0 and text[k - 1] == "\\":
+        k -= 1
+    return (at - k) % 2 == 1
+
+
+def _key_at(text: str, line: int) -> str:
+    """The dotted key written on `line` (with its [table]), or the table's name;
+    "" when there is none. Keys are cut to 60 characters."""
+    table = ""
+    for n, raw in enumerate(text.splitlines()[:line], start=1):
+        stripped = raw.strip()
+        header = re.match(r"\[\[?\s*([A-Za-z0-9_.\-]{1,60})", stripped)
+        if header:
+            table = header.group(1)
+        if n == line:
+            if header:
+                return table
+            km = re.match(r"([A-Za-z0-9_\-]{1,60}(?:\.[A-Za-z0-9_\-]{1,60}){0,"
+                          + str(MAX_NESTING) + r"})\s*=", stripped)
+            key = km.group(1) if km else ""
+            return ".".join(p for p in (table, key) if p)
+    return table
 
 
 def _fail(reason: str, *path: str | int) -> OptionError:

@@ -13,8 +13,8 @@ ordinary character (udev values are not paths to walk).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
@@ -24,22 +24,73 @@ MatchMode = Literal["any", "all"]
 MODES: tuple[MatchMode, ...] = ("any", "all")
 
 
-@lru_cache(maxsize=256)
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    """Translate a glob into an anchored regular expression.
+@dataclass(frozen=True)
+class _Chars:
+    """One character of a glob: `?` (any), a literal, or a `[...]` class
+    (`ranges` of (first, last) characters, `negate` for `[!...]`)."""
 
-    Raises HardwareError for an unclosed `[`, so a typo in a filter is
-    reported instead of silently matching nothing.
+    ranges: tuple[tuple[str, str], ...] = ()
+    negate: bool = False
+    any: bool = False
+
+    def matches(self, c: str) -> bool:
+        if self.any:
+            return True
+        hit = any(lo <= c <= hi for lo, hi in self.ranges)
+        return hit != self.negate
+
+
+_STAR = None  # a `*` in the token list
+
+
+@dataclass(frozen=True)
+class Glob:
+    """A parsed glob. `matches` runs the classic two-pointer wildcard match
+    (back up only to the last `*`): at most len(pattern) * len(value) steps,
+    never the exponential backtracking a regex of many `.*` can take."""
+
+    pattern: str
+    tokens: tuple[_Chars | None, ...]
+
+    def matches(self, value: str) -> bool:
+        toks, n = self.tokens, len(self.tokens)
+        p = s = 0
+        star, mark = -1, 0
+        while s < len(value):
+            tok = toks[p] if p < n else _STAR
+            if p < n and tok is _STAR:
+                star, mark = p, s
+                p += 1
+            elif tok is not None and tok.matches(value[s]):
+                p += 1
+                s += 1
+            elif star >= 0:
+                mark += 1
+                p, s = star + 1, mark
+            else:
+                return False
+        while p < n and toks[p] is _STAR:
+            p += 1
+        return p == n
+
+
+@lru_cache(maxsize=256)
+def compile_glob(pattern: str) -> Glob:
+    """Parse a glob (see the module doc).
+
+    Raises HardwareError for an unclosed `[` or a reversed range (`[z-a]`), so
+    a typo in a filter is reported instead of silently matching nothing.
     """
-    out: list[str] = []
+    tokens: list[_Chars | None] = []
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
         i += 1
         if c == "*":
-            out.append(".*")
+            if not tokens or tokens[-1] is not _STAR:
+                tokens.append(_STAR)
         elif c == "?":
-            out.append(".")
+            tokens.append(_Chars(any=True))
         elif c == "[":
             j = i
             if j < n and pattern[j] in "!^":
@@ -55,16 +106,28 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
             negate = body[:1] in ("!", "^")
             if negate:
                 body = body[1:]
-            members = body.replace("\\", "\\\\").replace("^", "\\^").replace("[", "\\[")
-            out.append(f"[{'^' if negate else ''}{members}]")
+            ranges: list[tuple[str, str]] = []
+            k = 0
+            while k < len(body):
+                if k + 2 < len(body) and body[k + 1] == "-":
+                    lo, hi = body[k], body[k + 2]
+                    if lo > hi:
+                        raise HardwareError(f"glob {pattern!r}: the range {lo}-{hi} is "
+                                            f"reversed (write {hi}-{lo})")
+                    ranges.append((lo, hi))
+                    k += 3
+                else:
+                    ranges.append((body[k], body[k]))
+                    k += 1
+            tokens.append(_Chars(tuple(ranges), negate))
         else:
-            out.append(re.escape(c))
-    return re.compile("".join(out), re.DOTALL)
+            tokens.append(_Chars(((c, c),)))
+    return Glob(pattern, tuple(tokens))
 
 
 def glob_match(pattern: str, value: str) -> bool:
     """True when the whole of `value` matches the glob `pattern`."""
-    return compile_glob(pattern).fullmatch(value) is not None
+    return compile_glob(pattern).matches(value)
 
 
 def check_mode(mode: str) -> MatchMode:
