@@ -18,7 +18,8 @@ def recipe(tmp_path: Path, body: str) -> Path:
 
 
 def dry_run_error(path: Path, tmp_path: Path) -> str:
-    with pytest.raises(RecipeError) as e:
+    # file:line: [outputs.TYPE] what is wrong
+    with pytest.raises(RecipeError, match=r"^/\S+\.toml:\d+: \[outputs\.\w+\] ") as e:
         engine.build(path, outdir=tmp_path / "out", cache_dir=tmp_path / "cache", dry_run=True)
     assert not (tmp_path / "out").exists()  # nothing was started
     return str(e.value)

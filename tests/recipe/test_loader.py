@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def load_text(tdir: Path, text: str, name: str = "r.toml", **kw: object) -> load
 
 
 def error_of(tdir: Path, text: str, name: str = "r.toml", **kw: object) -> str:
-    with pytest.raises(RecipeError) as exc:
+    with pytest.raises(RecipeError, match=re.escape(name)) as exc:  # names the file
         load_text(tdir, text, name, **kw)
     return str(exc.value)
 
