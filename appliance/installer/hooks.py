@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from appliance.installer import source
+from appliance.installer import files, source
 from appliance.installer.plan import Plan
 
 log = logging.getLogger("appliance.install")
@@ -56,8 +56,7 @@ def install_first_boot(target: Path, plan: Plan, script: bytes) -> None:
     deps, wanted_by = ORDERING[plan.first_boot["ordering"] if plan.first_boot else "fully-up"]
     path = target / SCRIPT
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(script)
-    path.chmod(0o700)
+    files.write_private(path, script, 0o700)
     unit = target / "etc/systemd/system" / UNIT
     unit.parent.mkdir(parents=True, exist_ok=True)
     unit.write_text(

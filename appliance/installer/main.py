@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import ApplianceError
-from appliance.installer import layout, source
+from appliance.installer import files, layout, source
 from appliance.installer.plan import Network, Plan
 from appliance.installer.run import (
     FAIL_MARKER,
@@ -37,12 +37,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("appliance.install")
 
 ANSWER_DIR = Path("/run")  # where the interactive dialog writes its answer
+ANSWER_FILE = ANSWER_DIR / "appliance-answer.toml"  # a fetched answer (root password!)
+
+
+def save_answer(data: bytes, path: Path | None = None) -> Path:
+    """Keep a fetched answer for the rest of the install: it may hold the root
+    password, so it is created 0600 (never readable by others, not even
+    before a chmod)."""
+    return files.write_private(path or ANSWER_FILE, data)
 
 
 def detect_report() -> Report:
+    """This machine's verdict without KVM_CREATE_VM (see
+    appliance.hw.kvm.probe_device: nested under TCG it wedged the installer)."""
     from appliance.hw import detect
+    from appliance.hw.kvm import probe_without_vm
 
-    return detect()
+    return detect(kvm=probe_without_vm)
 
 
 def resolve_answer(answer_file: Path, recorded: str | None = None) -> InstallPlan:
@@ -133,9 +144,7 @@ def boot(console: Console | None = None) -> int:
         else:
             data, origin = source.fetch(how)
             console.say(f"answer file from {origin}")
-            answer_file = Path("/run/appliance-answer.toml")
-            answer_file.write_bytes(data)
-            answer_file.chmod(0o600)
+            answer_file = save_answer(data)
         plan = plan_from_answer(answer_file, console, origin)
         console.say("install plan:\n" + plan.describe())
         install(plan, console)

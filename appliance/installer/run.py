@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from appliance.errors import ApplianceError
-from appliance.installer import bootloader, disk, hooks, layout, target
+from appliance.installer import bootloader, disk, files, hooks, layout, target
 from appliance.installer.plan import Plan
 from appliance.runner import run
 
@@ -166,12 +165,12 @@ def save_log(root: Path) -> None:
     if RUN_LOG.exists():
         dest = root / TARGET_LOG
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(RUN_LOG, dest)
-        dest.chmod(0o600)
+        files.write_private(dest, RUN_LOG.read_bytes())
 
 
-def start_log() -> logging.Handler:
-    handler = logging.FileHandler(RUN_LOG)
+def start_log(path: Path = RUN_LOG) -> logging.Handler:
+    files.create_private(path)  # the log is for root only
+    handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     handler.setLevel(logging.DEBUG)
     logging.getLogger().addHandler(handler)

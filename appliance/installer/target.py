@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from appliance.engine import mounts
+from appliance.installer import files
 from appliance.installer.layout import GUESTS_MOUNT
 from appliance.installer.plan import Plan
 from appliance.runner import run
@@ -33,8 +34,7 @@ def write(path: Path, text: str, mode: int = 0o644) -> None:
     """Write a file in the target atomically (write + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.appliance-tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
+    files.write_private(tmp, text.encode(), mode)  # the final mode from the start (shadow)
     os.replace(tmp, path)
 
 
