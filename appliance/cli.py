@@ -728,7 +728,8 @@ def cmd_prepare_iso(args: argparse.Namespace) -> int:
 
     out = prepare(Path(args.iso), Path(args.output), args.fetch_from,
                   Path(args.answer) if args.answer else None, args.url, args.cert_fingerprint,
-                  Path(args.on_first_boot) if args.on_first_boot else None)
+                  Path(args.on_first_boot) if args.on_first_boot else None,
+                  allow_insecure=args.allow_insecure)
     print(f"unattended installer ISO: {out}")
     return 0
 
@@ -769,6 +770,9 @@ def _add_install_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
                    help="pin the HTTPS server's certificate (SHA-256, hex)")
     p.add_argument("--on-first-boot", metavar="FILE",
                    help="script for the answer's [first-boot] source = \"from-iso\"")
+    p.add_argument("--allow-insecure", action="store_true",
+                   help="let the installer fetch the answer, first-boot hook and webhook over "
+                   "plain http:// (default: HTTPS only, pinned or CA-signed)")
     p.set_defaults(func=cmd_prepare_iso)
 
 

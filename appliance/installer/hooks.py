@@ -48,7 +48,10 @@ def first_boot_script(plan: Plan, medium: Path = source.LIVE_MEDIUM) -> bytes | 
     url = fb.get("url")
     if not url:
         raise source.SourceError("first-boot.source = \"from-url\" needs first-boot.url")
-    data, _ = source.from_http(url, fb.get("cert-fingerprint"), source.machine_identity())
+    data, _ = source.from_http(url, fb.get("cert-fingerprint"), source.machine_identity(),
+                               max_bytes=source.FIRST_BOOT_MAX_BYTES,
+                               deadline=source.FIRST_BOOT_DEADLINE,
+                               allow_insecure=plan.allow_insecure, what="the first-boot hook")
     return data
 
 
@@ -97,7 +100,10 @@ def post_webhook(plan: Plan, target: Path) -> str:
     url, fp = plan.webhook
     body = json.dumps(webhook_payload(plan, target))
     try:
-        source.from_http(url, fp, json.loads(body), attempts=3)
+        source.from_http(url, fp, json.loads(body), attempts=3,
+                         max_bytes=source.WEBHOOK_REPLY_MAX_BYTES,
+                         deadline=source.WEBHOOK_DEADLINE, allow_insecure=plan.allow_insecure,
+                         what="the webhook's reply")
     except source.SourceError as e:
         log.warning("post-installation webhook failed: %s", e)
         return f"post-installation webhook to {url} failed: {e}"

@@ -66,10 +66,12 @@ def resolve_answer(answer_file: Path, recorded: str | None = None) -> InstallPla
     return resolve(answer, machine.this_machine(recorded))
 
 
-def to_plan(ip: InstallPlan, origin: str, offline: bool = False) -> Plan:
+def to_plan(ip: InstallPlan, origin: str, offline: bool = False,
+            allow_insecure: bool = False) -> Plan:
     """The installer's plan (with the disk layout) from a resolved answer.
     `offline`: the disk is not on this machine (a recorded one): its size
-    comes from the udev data instead of the kernel."""
+    comes from the udev data instead of the kernel. `allow_insecure`: the
+    ISO allows plain http:// for the first-boot hook and the webhook."""
     if not ip.storage.installer_supported:
         raise InstallError(
             f"{ip.answer_file}: disk-setup.filesystem = {ip.filesystem!r}: the installer "
@@ -96,11 +98,12 @@ def to_plan(ip: InstallPlan, origin: str, offline: bool = False) -> Plan:
         first_boot={k: v for k, v in (("source", fb.source), ("ordering", fb.ordering),
                                       ("url", fb.url), ("cert-fingerprint", fb.cert_fingerprint))
                     if v} if (fb := ip.first_boot).enabled else None,
-        webhook=(ip.webhook.url, ip.webhook.cert_fingerprint) if ip.webhook else None)
+        webhook=(ip.webhook.url, ip.webhook.cert_fingerprint) if ip.webhook else None,
+        allow_insecure=allow_insecure)
 
 
 def plan_from_answer(answer_file: Path, console: Console, origin: str,
-                     recorded: str | None = None) -> Plan:
+                     recorded: str | None = None, allow_insecure: bool = False) -> Plan:
     if recorded is None:
         report = detect_report()
         console.say(f"hardware: {report.verdict}")
@@ -110,7 +113,7 @@ def plan_from_answer(answer_file: Path, console: Console, origin: str,
     ip = resolve_answer(answer_file, recorded)
     for w in ip.warnings:
         console.say(f"WARNING: {w}")
-    return to_plan(ip, origin, offline=recorded is not None)
+    return to_plan(ip, origin, offline=recorded is not None, allow_insecure=allow_insecure)
 
 
 def finish_machine(mode: str) -> None:
@@ -145,7 +148,8 @@ def boot(console: Console | None = None) -> int:
             data, origin = source.fetch(how)
             console.say(f"answer file from {origin}")
             answer_file = save_answer(data)
-        plan = plan_from_answer(answer_file, console, origin)
+        plan = plan_from_answer(answer_file, console, origin,
+                                allow_insecure=how.allow_insecure)
         console.say("install plan:\n" + plan.describe())
         install(plan, console)
     except (ApplianceError, OSError) as e:

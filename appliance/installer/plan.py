@@ -46,6 +46,9 @@ class Plan:
     first_boot: dict[str, str] | None = None
     # [post-installation-webhook]: (url, pinned certificate fingerprint)
     webhook: tuple[str, str | None] | None = None
+    # plain http:// allowed for the first-boot hook and the webhook
+    # (the ISO was made with `prepare-iso --allow-insecure`)
+    allow_insecure: bool = False
 
     @property
     def hostname(self) -> str:

@@ -22,16 +22,29 @@ class PrepareError(ApplianceError):
     exit_code = 6
 
 
-def validate_answer(answer: Path) -> None:
-    """Parse and validate the answer offline (errors name the file and key)."""
+def validate_answer(answer: Path, allow_insecure: bool = False) -> None:
+    """Parse and validate the answer offline (errors name the file and key);
+    without allow_insecure, a plain http:// first-boot hook or webhook is
+    refused here rather than at install time."""
     from appliance.answer.parse import load_answer
 
-    load_answer(answer)
+    a = load_answer(answer)
+    urls = [("first-boot.url", a.first_boot.url if a.first_boot else None),
+            ("post-installation-webhook.url", a.webhook.url if a.webhook else None)]
+    for key, url in urls:
+        if url and url.startswith("http://") and not allow_insecure:
+            raise PrepareError(f"{answer}: {key}: {url} is plain http://, which the installer "
+                               "refuses: use https:// (with cert-fingerprint, or a certificate "
+                               "a trusted CA signed), or add --allow-insecure")
 
 
 def prepare(iso: Path, out: Path, fetch_from: str, answer: Path | None = None,
             url: str | None = None, fingerprint: str | None = None,
-            on_first_boot: Path | None = None) -> Path:
+            on_first_boot: Path | None = None, allow_insecure: bool = False) -> Path:
+    """Write `out`: `iso` with /appliance/auto-install.toml (and the answer,
+    the first-boot hook). `allow_insecure` lets the installer fetch over plain
+    http:// (the answer, the first-boot hook, the webhook); it is recorded as
+    `allow-insecure = true` in auto-install.toml."""
     if fetch_from not in MODES:
         raise PrepareError(f"--fetch-from {fetch_from}: expected one of {', '.join(MODES)}")
     if not iso.is_file():
@@ -43,17 +56,24 @@ def prepare(iso: Path, out: Path, fetch_from: str, answer: Path | None = None,
     if fetch_from == "iso":
         if answer is None:
             raise PrepareError("--fetch-from iso needs --answer FILE (it goes onto the ISO)")
-        validate_answer(answer)
+        validate_answer(answer, allow_insecure)
     elif answer is not None:
-        validate_answer(answer)  # checked, but it is fetched at install time, not embedded
+        # checked, but it is fetched at install time, not embedded
+        validate_answer(answer, allow_insecure)
     if fetch_from == "http":
         if url is not None and not url.startswith(("http://", "https://")):
             raise PrepareError(f"--url {url}: not an http(s) URL")
+        if url is not None and url.startswith("http://") and not allow_insecure:
+            raise PrepareError(f"--url {url}: the installer refuses plain http://: use "
+                               "https:// (with --cert-fingerprint, or a certificate a trusted "
+                               "CA signed), or add --allow-insecure")
     elif url:
         raise PrepareError("--url is only for --fetch-from http")
-    config: dict[str, str] = {"fetch-from": fetch_from}
+    config: dict[str, str | bool] = {"fetch-from": fetch_from}
     if url:
         config["url"] = url
+    if allow_insecure:
+        config["allow-insecure"] = True
     if fingerprint:
         if not (url or "").startswith("https://"):
             raise PrepareError("--cert-fingerprint needs an https:// --url")

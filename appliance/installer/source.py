@@ -12,7 +12,13 @@ neither, the install is interactive.
 - http:      POST of this machine's MACs and DMI data (JSON) to the URL (from
              the command line, the ISO, or DHCP option 250), which
              answers with the answer file; HTTPS certificates are checked
-             against a pinned SHA-256 fingerprint when one is given
+             against a pinned SHA-256 fingerprint when one is given, else
+             against the trusted CAs
+
+Every fetch over HTTP (the answer, the first-boot hook, the webhook) goes
+through `from_http`: HTTPS only (plain http:// only when the ISO was made with
+`prepare-iso --allow-insecure`), a size cap, and an overall deadline that also
+cuts off a server trickling its reply a byte at a time.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ import http.client
 import json
 import logging
 import re
+import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import tomllib
 import urllib.parse
@@ -33,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance.answer.keys import normalize_fingerprint as canonical_fingerprint
+from appliance.answer.parse import MAX_ANSWER_BYTES
 from appliance.errors import ApplianceError
 from appliance.runner import run
 
@@ -44,7 +54,15 @@ PARTITION_LABEL = "APPLIANCE-AIS"
 FAT_LABEL = "APPL-AIS"
 LABELS = (PARTITION_LABEL, FAT_LABEL)
 MODES = ("iso", "partition", "http")
-FINGERPRINT = re.compile(r"[0-9a-fA-F]{2}(:?[0-9a-fA-F]{2}){31}")
+# Caps and overall deadlines (seconds, all attempts together) of each fetch.
+ANSWER_MAX_BYTES = MAX_ANSWER_BYTES  # 1 MiB, as any answer file
+ANSWER_DEADLINE = 120.0
+FIRST_BOOT_MAX_BYTES = 64 << 20  # the first-boot hook executable
+FIRST_BOOT_DEADLINE = 600.0
+WEBHOOK_REPLY_MAX_BYTES = 64 << 10  # what the webhook answers is not used
+WEBHOOK_DEADLINE = 60.0
+INSECURE_HINT = ("use https:// (with cert-fingerprint, or a certificate a trusted CA signed), "
+                 "or make the ISO with `appliance prepare-iso --allow-insecure`")
 
 
 class SourceError(ApplianceError):
@@ -56,12 +74,15 @@ class SourceError(ApplianceError):
 @dataclass(frozen=True)
 class Fetch:
     """How to get the answer: mode (iso, partition, http; None: interactive),
-    the URL and pinned certificate fingerprint for http."""
+    the URL and pinned certificate fingerprint for http; allow_insecure when
+    the ISO was made with `prepare-iso --allow-insecure` (plain http:// then
+    works for the answer, the first-boot hook and the webhook)."""
 
     mode: str | None
     url: str | None = None
     fingerprint: str | None = None
     origin: str = ""  # where this decision came from (for the log)
+    allow_insecure: bool = False
 
 
 def parse_cmdline(text: str) -> dict[str, str]:
@@ -74,10 +95,13 @@ def parse_cmdline(text: str) -> dict[str, str]:
 
 
 def normalize_fingerprint(fp: str, where: str) -> str:
-    if not FINGERPRINT.fullmatch(fp.strip()):
-        raise SourceError(f"{where}: {fp!r} is not a SHA-256 fingerprint (64 hex digits, "
+    """`fp` as every pinned fetch compares it (appliance.answer.keys'
+    normalize_fingerprint: lower-case hex, no colons), or SourceError."""
+    norm = canonical_fingerprint(fp)
+    if norm is None:
+        raise SourceError(f"{where}: {fp[:100]!r} is not a SHA-256 fingerprint (64 hex digits, "
                           "optionally in pairs separated by ':')")
-    return fp.replace(":", "").lower().strip()
+    return norm
 
 
 def decide(cmdline: str, medium: Path = LIVE_MEDIUM) -> Fetch:
@@ -86,18 +110,21 @@ def decide(cmdline: str, medium: Path = LIVE_MEDIUM) -> Fetch:
     fp = args.get("appliance.answer-fingerprint")
     if fp:
         fp = normalize_fingerprint(fp, "kernel command line appliance.answer-fingerprint")
+    auto = medium / "appliance/auto-install.toml"
+    cfg = read_auto_install(auto) if auto.is_file() else None
+    # Only the ISO's own configuration (prepare-iso --allow-insecure) allows http://.
+    insecure = cfg is not None and cfg.get("allow-insecure") == "true"
     value = args.get("appliance.answer")
     if value:
         if value.startswith(("http://", "https://")):
-            return Fetch("http", value, fp, "kernel command line")
+            return Fetch("http", value, fp, "kernel command line", insecure)
         if value not in MODES:
             raise SourceError(f"kernel command line: appliance.answer={value}: expected one of "
                               f"{', '.join(MODES)} or an http(s) URL")
-        return Fetch(value, None, fp, "kernel command line")
-    auto = medium / "appliance/auto-install.toml"
-    if auto.is_file():
-        cfg = read_auto_install(auto)
-        return Fetch(cfg["fetch-from"], cfg.get("url"), cfg.get("cert-fingerprint"), str(auto))
+        return Fetch(value, None, fp, "kernel command line", insecure)
+    if cfg is not None:
+        return Fetch(cfg["fetch-from"], cfg.get("url"), cfg.get("cert-fingerprint"), str(auto),
+                     insecure)
     return Fetch(None, origin="no answer configured")
 
 
@@ -116,6 +143,10 @@ def read_auto_install(path: Path) -> dict[str, str]:
     fp = data.get("cert-fingerprint")
     if fp is not None:
         data["cert-fingerprint"] = normalize_fingerprint(str(fp), f"{path}: cert-fingerprint")
+    insecure = data.get("allow-insecure", False)
+    if not isinstance(insecure, bool):
+        raise SourceError(f"{path}: allow-insecure: expected true or false, got {insecure!r}")
+    data["allow-insecure"] = "true" if insecure else "false"
     return {k: str(v) for k, v in data.items()}
 
 
@@ -206,47 +237,112 @@ def bring_up_network(sysfs: Path = Path("/sys"), timeout: int = 30) -> list[str]
     return up
 
 
-def from_http(url: str, fingerprint: str | None, identity: dict[str, Any],
-              timeout: float = 30, attempts: int = 5) -> tuple[bytes, str]:
+def from_http(url: str, fingerprint: str | None, identity: dict[str, Any], *,
+              max_bytes: int = ANSWER_MAX_BYTES, deadline: float = ANSWER_DEADLINE,
+              allow_insecure: bool = False, attempts: int = 5,
+              what: str = "the answer") -> tuple[bytes, str]:
+    """POST `identity` (JSON) to `url` and return the reply's body (at most
+    `max_bytes`) and the URL. HTTPS with the certificate pinned by
+    `fingerprint` (any form normalize_fingerprint takes: `AA:BB:...` or hex)
+    or signed by a trusted CA; plain http:// only with `allow_insecure`.
+    Connection failures are retried (`attempts`), all of them within
+    `deadline` seconds, reading included: a server that trickles its reply
+    is cut off. Everything else is a SourceError at once."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SourceError(f"{url}: not an http(s) URL")
     if parts.scheme == "http" and fingerprint:
         raise SourceError(f"{url}: a certificate fingerprint needs an https URL")
+    if parts.scheme == "http" and not allow_insecure:
+        raise SourceError(f"{url}: fetching {what} over plain http:// is refused: "
+                          f"{INSECURE_HINT}")
+    pin = normalize_fingerprint(fingerprint, f"{url}: certificate fingerprint") \
+        if fingerprint else None
     body = json.dumps(identity).encode()
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
+    end = time.monotonic() + deadline
     last: Exception | None = None
     for attempt in range(attempts):
         try:
-            conn: http.client.HTTPConnection
-            if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(
-                    parts.hostname, parts.port or 443, timeout=timeout,
-                    context=_tls_context(fingerprint))
-            else:
-                conn = http.client.HTTPConnection(parts.hostname, parts.port or 80,
-                                                  timeout=timeout)
-            try:
-                conn.connect()
-                if fingerprint:
-                    _check_fingerprint(conn, fingerprint, url)
-                conn.request("POST", path, body, {"Content-Type": "application/json"})
-                resp = conn.getresponse()
-                data = resp.read()
-            finally:
-                conn.close()
+            return _post(parts, url, pin, body, max_bytes, end, what), url
+        except _DeadlinePassed:
+            raise SourceError(f"cannot fetch {what} from {url}: no complete reply within "
+                              f"the deadline of {deadline:g} s") from None
         except (OSError, http.client.HTTPException) as e:
             last = e
             log.info("fetching %s (attempt %d): %s", url, attempt + 1, e)
-            if attempt + 1 < attempts:
-                time.sleep(min(2 ** attempt, 10))
-            continue
+            pause = min(2 ** attempt, 10, end - time.monotonic())
+            if attempt + 1 < attempts and pause > 0:
+                time.sleep(pause)
+            if time.monotonic() >= end:
+                break
+    raise SourceError(f"cannot fetch {what} from {url}: {last}")
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+def _post(parts: urllib.parse.SplitResult, url: str, pin: str | None, body: bytes,
+          max_bytes: int, end: float, what: str) -> bytes:
+    """One POST, bounded by the monotonic time `end`: a watchdog shuts the
+    socket down then, whatever it is waiting for (handshake, headers, body)."""
+    https = parts.scheme == "https"
+    host = parts.hostname or ""
+    port = parts.port or (443 if https else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if time.monotonic() >= end:
+        raise _DeadlinePassed
+    sock: socket.socket = socket.create_connection((host, port),
+                                                   timeout=end - time.monotonic())
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        with contextlib.suppress(OSError):
+            # the plain socket's shutdown (not TLS's): wakes up any blocked read
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    timer = threading.Timer(max(0.0, end - time.monotonic()), expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        if https:
+            sock = _tls_context(pin).wrap_socket(sock, server_hostname=host,
+                                                 do_handshake_on_connect=False)
+            sock.do_handshake()
+            if pin:
+                _check_fingerprint(sock, pin, url, what)
+        conn = http.client.HTTPConnection(host, port)
+        conn.sock = sock
+        conn.request("POST", path, body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
         if resp.status != 200:
             raise SourceError(f"{url} answered {resp.status} {resp.reason}")
-        return data, url
-    raise SourceError(f"cannot fetch the answer from {url}: {last}")
+        length = resp.getheader("Content-Length") or ""
+        if length.isdigit() and int(length) > max_bytes:
+            raise SourceError(_too_big(url, what, max_bytes, f"{int(length)} bytes"))
+        data = bytearray()
+        while chunk := resp.read(min(1 << 16, max_bytes + 1 - len(data))):
+            data += chunk
+            if len(data) > max_bytes:
+                raise SourceError(_too_big(url, what, max_bytes, "more"))
+        if expired.is_set():
+            raise _DeadlinePassed
+        if length.isdigit() and len(data) != int(length):  # http.client does not say
+            raise http.client.IncompleteRead(bytes(data), int(length) - len(data))
+        return bytes(data)
+    except (OSError, http.client.HTTPException):
+        if expired.is_set():
+            raise _DeadlinePassed from None
+        raise
+    finally:
+        timer.cancel()
+        sock.close()
+
+
+def _too_big(url: str, what: str, cap: int, got: str) -> str:
+    return (f"{url}: {what} is larger than the {cap / 2**20:g} MiB allowed ({got}); "
+            "refusing it")
 
 
 def _tls_context(fingerprint: str | None) -> ssl.SSLContext:
@@ -260,15 +356,13 @@ def _tls_context(fingerprint: str | None) -> ssl.SSLContext:
     return ctx
 
 
-def _check_fingerprint(conn: http.client.HTTPConnection, fingerprint: str, url: str) -> None:
-    sock = conn.sock
-    if not isinstance(sock, ssl.SSLSocket):
-        raise SourceError(f"{url}: no TLS connection to check the fingerprint of")
+def _check_fingerprint(sock: ssl.SSLSocket, fingerprint: str, url: str, what: str) -> None:
     der = sock.getpeercert(binary_form=True) or b""
     got = hashlib.sha256(der).hexdigest()
     if got != fingerprint:
-        raise SourceError(f"{url}: the server's certificate has SHA-256 fingerprint {got}, "
-                          f"not the pinned {fingerprint}; refusing its answer")
+        pairs = ":".join(got[i:i + 2] for i in range(0, 64, 2)).upper()
+        raise SourceError(f"{url}: the server's certificate has SHA-256 fingerprint {pairs}, "
+                          f"not the pinned one; refusing {what}")
 
 
 LEASES = Path("/var/lib/dhcp")
@@ -309,7 +403,8 @@ def fetch(how: Fetch, medium: Path = LIVE_MEDIUM) -> tuple[bytes, str]:
                     "(option 250)")
             url, fingerprint = dhcp[0], fingerprint or dhcp[1]
             log.info("answer URL from DHCP: %s", url)
-        return from_http(url, fingerprint, machine_identity())
+        return from_http(url, fingerprint, machine_identity(), max_bytes=ANSWER_MAX_BYTES,
+                         deadline=ANSWER_DEADLINE, allow_insecure=how.allow_insecure)
     raise SourceError("no answer source configured")
 
 

@@ -69,7 +69,7 @@ def hook_url() -> Iterator[str]:
 def test_webhook_posts_what_was_installed(tmp_path: Path, hook_url: str) -> None:
     (tmp_path / "etc/ssh").mkdir(parents=True)
     (tmp_path / "etc/ssh/ssh_host_ed25519_key.pub").write_text("ssh-ed25519 AAAA host\n")
-    plan = make_plan(webhook=(hook_url, None))
+    plan = make_plan(webhook=(hook_url, None), allow_insecure=True)  # plain http
     assert hooks.post_webhook(plan, tmp_path) == f"post-installation webhook: sent to {hook_url}"
     body = Hook.got[-1]
     assert body["fqdn"] == "pve1.example.org" and body["disk"] == "/dev/vdb"
@@ -78,6 +78,14 @@ def test_webhook_posts_what_was_installed(tmp_path: Path, hook_url: str) -> None
 
 
 def test_failing_webhook_is_reported_not_fatal(tmp_path: Path) -> None:
-    plan = make_plan(webhook=("http://127.0.0.1:9/hook", None))
+    plan = make_plan(webhook=("http://127.0.0.1:9/hook", None), allow_insecure=True)
     msg = hooks.post_webhook(plan, tmp_path)
     assert msg.startswith("post-installation webhook to http://127.0.0.1:9/hook failed")
+    assert "Connection refused" in msg
+
+
+def test_plain_http_webhook_is_refused_without_allow_insecure(tmp_path: Path,
+                                                              hook_url: str) -> None:
+    sent = len(Hook.got)
+    msg = hooks.post_webhook(make_plan(webhook=(hook_url, None)), tmp_path)
+    assert "over plain http:// is refused" in msg and len(Hook.got) == sent

@@ -75,6 +75,8 @@ def test_http_mode_carries_url_and_pin_but_no_answer(iso: Path, tmp_path: Path) 
     ({"fetch_from": "http", "url": "ftp://x/a"}, "not an http"),
     ({"fetch_from": "partition", "url": "https://x/a"}, "only for --fetch-from http"),
     ({"fetch_from": "http", "url": "http://x/a", "fingerprint": "ab" * 32}, "https://"),
+    ({"fetch_from": "http", "url": "http://x/a"},
+     "--url http://x/a: the installer refuses plain http://.*or add --allow-insecure"),
 ])
 def test_refusals_leave_no_output(iso: Path, tmp_path: Path, args: dict[str, str],
                                   message: str) -> None:
@@ -97,3 +99,27 @@ def test_not_an_iso_is_refused(tmp_path: Path) -> None:
     bad.write_bytes(b"\0" * 40000)
     with pytest.raises(PrepareError, match="not an ISO 9660 image"):
         prepare(bad, tmp_path / "out.iso", "partition")
+
+
+def test_allow_insecure_is_recorded_for_the_installer(iso: Path, tmp_path: Path) -> None:
+    out = prepare(iso, tmp_path / "auto.iso", "http", url="http://10.0.2.100/answer",
+                  allow_insecure=True)
+    mode = tomllib.loads(extract(out, "/appliance/auto-install.toml", tmp_path / "m").read_text())
+    assert mode == {"fetch-from": "http", "url": "http://10.0.2.100/answer",
+                    "allow-insecure": True}
+    from appliance.installer.source import decide
+
+    medium = tmp_path / "medium"
+    extract(out, "/appliance", medium / "appliance")
+    how = decide("", medium)
+    assert how.allow_insecure and how.url == "http://10.0.2.100/answer"
+    assert decide("appliance.answer=https://10.0.2.100/a", medium).allow_insecure
+
+
+def test_plain_http_hooks_in_the_answer_need_allow_insecure(iso: Path, tmp_path: Path) -> None:
+    answer = tmp_path / "answer.toml"
+    answer.write_text(ANSWER + '\n[post-installation-webhook]\nurl = "http://10.0.2.2/done"\n')
+    with pytest.raises(PrepareError, match=r"post-installation-webhook.url: http://10.0.2.2/done "
+                       r"is plain http://"):
+        prepare(iso, tmp_path / "auto.iso", "iso", answer)
+    assert prepare(iso, tmp_path / "auto.iso", "iso", answer, allow_insecure=True).exists()

@@ -102,14 +102,14 @@ def test_https_with_the_pinned_fingerprint_posts_identity(tls_server: tuple[str,
 
 def test_https_with_another_fingerprint_is_refused(tls_server: tuple[str, str]) -> None:
     url, _ = tls_server
-    with pytest.raises(SourceError, match="refusing its answer"):
+    with pytest.raises(SourceError, match="not the pinned one; refusing the answer"):
         source.from_http(url, FP, {}, attempts=1)
 
 
 def test_https_self_signed_without_a_pin_is_refused(tls_server: tuple[str, str]) -> None:
     url, _ = tls_server
     with pytest.raises(SourceError, match="cannot fetch the answer"):
-        source.from_http(url, None, {}, attempts=1, timeout=5)
+        source.from_http(url, None, {}, attempts=1, deadline=5)
 
 
 def test_machine_identity_lists_physical_nics_and_dmi(tmp_path: Path) -> None:
