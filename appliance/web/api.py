@@ -105,7 +105,7 @@ def int_query(request: Request, name: str, default: int | None, lo: int, hi: int
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or not lo <= int(raw) <= hi:
         raise HostError(f"{name}: expected a whole number from {lo} to {hi}", 400)
     return int(raw)
 
@@ -123,7 +123,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
     user, password = data.get("username"), data.get("password")
     if not isinstance(user, str) or not isinstance(password, str) or not user:
         raise HostError("username and password: required strings", 400)
-    ticket = await run_in_threadpool(ctx.auth.login, user, password, client_of(request))
+    ticket = await ctx.auth.login(user, password, client_of(request))
     name = ctx.auth.check_ticket(ticket)
     resp = JSONResponse({"data": {"username": name, "ticket": ticket,
                                   "CSRFPreventionToken": ctx.auth.csrf_token(ticket)}})
@@ -137,6 +137,8 @@ def set_ticket_cookie(resp: Response, ctx: Ctx, ticket: str) -> None:
 
 
 async def logout(request: Request, ctx: Ctx) -> Response:
+    if ctx.identity is not None and ctx.identity.via == "ticket":
+        await run_in_threadpool(ctx.auth.revoke, ctx.identity.ticket)
     resp = JSONResponse({"data": None})
     resp.delete_cookie(COOKIE, path="/", httponly=True, secure=ctx.secure_cookie,
                        samesite="strict")
@@ -225,8 +227,8 @@ async def token_create(request: Request, ctx: Ctx) -> Any:
     ident = _ticket_only(ctx)
     body = await json_body(request)
     tokenid, secret = ctx.auth.create_token(ident.user, body.get("name"),  # type: ignore[arg-type]
-                                            body.get("comment", ""))
-    return {"tokenid": tokenid, "secret": secret,
+                                            body.get("comment", ""), body.get("expire", 0))
+    return {"tokenid": tokenid, "secret": secret, "expire": body.get("expire", 0),
             "header": f"Authorization: ApplianceToken {tokenid}={secret}"}
 
 
@@ -282,7 +284,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                    "properties": {"username": {"type": "string"},
                                   "password": {"type": "string"}}},
              errors=(400, 401, 429)),
-    Endpoint("POST", "/api/logout", logout, "drop the ticket cookie"),
+    Endpoint("POST", "/api/logout", logout, "end the ticket and drop its cookie"),
     Endpoint("GET", "/api/version", version, "version and the calling user"),
     Endpoint("GET", "/api/host", host, "host summary: CPU, memory, disk, hardware "
              "detection report and verdict"),
@@ -316,7 +318,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/access/tokens", token_create, "make an API token; the secret is "
              "shown only in this answer", errors=(400, 403, 409),
              body={"type": "object", "required": ["name"],
-                   "properties": {"name": {"type": "string"}, "comment": {"type": "string"}}}),
+                   "properties": {"name": {"type": "string"}, "comment": {"type": "string"},
+                                  "expire": {"type": "integer", "minimum": 0,
+                                             "description": "when it stops working, in "
+                                             "seconds since the epoch; 0: never"}}}),
     Endpoint("DELETE", "/api/access/tokens/{name}", token_delete, "delete an API token",
              errors=(403, 404)),
     Endpoint("GET", "/api/openapi.json", openapi, "this description"),

@@ -82,7 +82,7 @@ def make_pages(templates: Jinja2Templates,
         if not nxt.startswith("/") or nxt.startswith("//"):
             nxt = "/dashboard"
         try:
-            ticket = await run_in_threadpool(ctx.auth.login, user, password, client_of(request))
+            ticket = await ctx.auth.login(user, password, client_of(request))
         except HostError as e:
             return render(request, ctx, "login.html", status=e.http_status, error=str(e),
                           username=user, next=nxt)
@@ -96,6 +96,7 @@ def make_pages(templates: Jinja2Templates,
             form = await request.form()
             if not ctx.auth.check_csrf(ctx.identity.ticket, str(form.get("csrf_token", ""))):
                 return HTMLResponse("missing or wrong CSRF token", status_code=403)
+            await run_in_threadpool(ctx.auth.revoke, ctx.identity.ticket)
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(COOKIE, path="/", httponly=True, secure=ctx.secure_cookie,
                            samesite="strict")

@@ -1,14 +1,17 @@
 """Fixtures of the web UI and API tests: a throwaway local account (made and
 removed here) that logs in through the real PAM stack, the app on temporary
-host roots with the test VM template, and a real HTTPS server on 127.0.0.1."""
+host roots with the test VM template, a real HTTPS server on 127.0.0.1 (its
+own process) and a real HTTP server in a thread (to reach into the app)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from appliance.host import Host, HostPaths
@@ -48,6 +52,19 @@ def account() -> Iterator[Account]:
     finally:
         subprocess.run(["userdel", acct.name], check=False)
         subprocess.run(["groupdel", acct.group], check=False)
+
+
+@pytest.fixture
+def other_admin(account: Account) -> Iterator[Account]:
+    """One more member of the admin group, for tests that change the account."""
+    acct = Account(f"appltest{secrets.token_hex(3)}", secrets.token_urlsafe(12), account.group)
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", "-G", acct.group, acct.name],
+                   check=True)
+    subprocess.run(["chpasswd"], input=f"{acct.name}:{acct.password}", text=True, check=True)
+    try:
+        yield acct
+    finally:
+        subprocess.run(["userdel", acct.name], check=False)
 
 
 @pytest.fixture
@@ -137,3 +154,26 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.proc.kill()
         server.proc.wait()
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Starlette) -> Iterator[str]:
+    """uvicorn (plain HTTP, WebSockets) on a free loopback port in a thread
+    of this process; yields its URL."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
+                            ws="websockets", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise AssertionError("the threaded web server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
