@@ -14,6 +14,7 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError
 from appliance.installer.layout import BIOS_BOOT, GUESTS_LV, VG_NAME, Layout, MiB
+from appliance.installer.plan import DiskIdentity
 from appliance.outputs.disk import Layout as DiskLayout
 from appliance.outputs.disk import partition
 from appliance.runner import run
@@ -53,6 +54,40 @@ def check_block_device(disk: str) -> None:
         raise DiskError(f"{disk}: {e.strerror}") from None
     if not stat.S_ISBLK(st.st_mode):
         raise DiskError(f"{disk} is not a block device")
+
+
+def current_identity(disk: str) -> DiskIdentity | None:
+    """The identity of the disk at `disk` now, from udev (sysfs and the udev
+    database, as hardware detection reads them); None when it is gone."""
+    import pyudev  # type: ignore[import-untyped,unused-ignore]
+
+    name = os.path.basename(os.path.realpath(disk))
+    try:
+        dev = pyudev.Devices.from_name(pyudev.Context(), "block", name)
+        props = {k: dev.properties[k] for k in dev.properties}
+        size = int(dev.attributes.asstring("size")) * 512
+        links = list(dev.device_links)
+    except (pyudev.DeviceNotFoundError, KeyError, OSError, ValueError):
+        return None
+    if props.get("DEVTYPE") != "disk":
+        return None
+    return DiskIdentity.from_udev(disk, size, props, links)
+
+
+def check_identity(expected: DiskIdentity | None) -> None:
+    """Refuse to write unless the disk at `expected.devnode` is still the one
+    the plan was made for (serial, WWN, size, by-id links)."""
+    if expected is None:
+        raise DiskError("the install plan does not say which disk was checked (serial, WWN, "
+                        "size): not writing to any disk")
+    now = current_identity(expected.devnode)
+    if now is None:
+        raise DiskError(f"{expected.devnode} has vanished since the plan was made for "
+                        f"{expected.describe()}; nothing was written")
+    diff = expected.differences(now)
+    if diff:
+        raise DiskError(f"{expected.devnode} is no longer the disk the plan was made for "
+                        f"({expected.describe()}): {'; '.join(diff)}; nothing was written")
 
 
 def in_use(disk: str) -> list[str]:
@@ -96,13 +131,19 @@ def write_gpt(disk: str, layout: Layout) -> tuple[int, int]:
     return MiB, BIOS_BOOT
 
 
-def prepare(disk: str, layout: Layout, filesystem: str) -> Volumes:
-    """Wipe `disk`, partition it, make the LVM volumes and file systems."""
+def prepare(disk: str, layout: Layout, filesystem: str,
+            identity: DiskIdentity | None) -> Volumes:
+    """Wipe `disk`, partition it, make the LVM volumes and file systems, if it
+    is still the disk `identity` describes (checked again right before wipefs)."""
+    if identity is not None and identity.devnode != disk:
+        raise DiskError(f"the plan checked {identity.describe()}, not {disk}: not writing")
     check_block_device(disk)
+    check_identity(identity)
     release_old_vg(disk)
     busy = in_use(disk)
     if busy:
         raise DiskError(f"{disk} is in use, not touching it: {'; '.join(busy)}")
+    check_identity(identity)  # the moment of writing
     run(["wipefs", "--all", "--force", disk], what=f"wipefs {disk}")
     bios_start, bios_len = write_gpt(disk, layout)
     bios, esp, pv = (partition_path(disk, n) for n in (1, 2, 3))

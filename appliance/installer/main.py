@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.errors import ApplianceError
 from appliance.installer import files, layout, source
-from appliance.installer.plan import Network, Plan
+from appliance.installer.plan import DiskIdentity, Network, Plan
 from appliance.installer.run import (
     FAIL_MARKER,
     OK_MARKER,
@@ -99,7 +99,8 @@ def to_plan(ip: InstallPlan, origin: str, offline: bool = False,
                                       ("url", fb.url), ("cert-fingerprint", fb.cert_fingerprint))
                     if v} if (fb := ip.first_boot).enabled else None,
         webhook=(ip.webhook.url, ip.webhook.cert_fingerprint) if ip.webhook else None,
-        allow_insecure=allow_insecure)
+        allow_insecure=allow_insecure,
+        disk_identity=DiskIdentity.from_udev(d.devnode, d.size_bytes, d.properties))
 
 
 def plan_from_answer(answer_file: Path, console: Console, origin: str,

@@ -5,6 +5,7 @@ and by `appliance install --dry-run`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +24,59 @@ class Network:
     gateway: str | None = None
     dns: str | None = None
     interface_name: str | None = None  # pin the NIC to this name (systemd .link by MAC)
+
+
+# /dev/disk/by-id links that name a device's contents, not the device itself
+# (LVM, device-mapper and md metadata): not part of its identity.
+CONTENT_LINKS = ("lvm-pv-uuid-", "dm-", "md-")
+
+
+@dataclass(frozen=True)
+class DiskIdentity:
+    """Which physical disk the plan was made for, as hardware detection found
+    it: re-checked right before the first write, so a disk swapped or
+    re-enumerated since (another disk now at the same /dev name) is refused.
+
+    serial, wwn: udev's ID_SERIAL and ID_WWN (None when the disk has none)
+    by_id:       its /dev/disk/by-id links (hardware names only, sorted)
+    size_bytes:  its size
+    """
+
+    devnode: str
+    size_bytes: int
+    serial: str | None = None
+    wwn: str | None = None
+    by_id: tuple[str, ...] = ()
+
+    @staticmethod
+    def from_udev(devnode: str, size_bytes: int, properties: Mapping[str, str],
+                  links: Iterable[str] = ()) -> DiskIdentity:
+        """From a disk's udev properties (DEVLINKS, ID_SERIAL, ID_WWN) and links."""
+        all_links = set(properties.get("DEVLINKS", "").split()) | set(links)
+        by_id = sorted(link for link in all_links if link.startswith("/dev/disk/by-id/")
+                       and not link.removeprefix("/dev/disk/by-id/").startswith(CONTENT_LINKS))
+        return DiskIdentity(devnode, size_bytes, properties.get("ID_SERIAL") or None,
+                            properties.get("ID_WWN") or None, tuple(by_id))
+
+    def differences(self, now: DiskIdentity) -> list[str]:
+        """What differs in `now` (the disk at the same devnode today)."""
+        out = []
+        for what, was, is_ in (("serial (ID_SERIAL)", self.serial, now.serial),
+                               ("WWN (ID_WWN)", self.wwn, now.wwn),
+                               ("size", self.size_bytes, now.size_bytes)):
+            if was != is_:
+                out.append(f"{what} was {was if was is not None else 'none'}, is now "
+                           f"{is_ if is_ is not None else 'none'}")
+        gone = [link for link in self.by_id if link not in now.by_id]
+        if gone:
+            out.append(f"{', '.join(gone)} no longer point{'s' if len(gone) == 1 else ''} "
+                       "at it")
+        return out
+
+    def describe(self) -> str:
+        names = [f"serial {self.serial}" if self.serial else "no serial"]
+        names += [f"WWN {self.wwn}"] if self.wwn else []
+        return f"{self.devnode} ({', '.join(names)}, {self.size_bytes} bytes)"
 
 
 @dataclass(frozen=True)
@@ -49,6 +103,8 @@ class Plan:
     # plain http:// allowed for the first-boot hook and the webhook
     # (the ISO was made with `prepare-iso --allow-insecure`)
     allow_insecure: bool = False
+    # the target disk as detection found it (re-checked before the first write)
+    disk_identity: DiskIdentity | None = None
 
     @property
     def hostname(self) -> str:

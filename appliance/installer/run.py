@@ -122,7 +122,7 @@ def install(plan: Plan, console: Console, squashfs: Path = SQUASHFS,
     first_boot = hooks.first_boot_script(plan)
     steps = 6
     console.say(f"[1/{steps}] partitioning {plan.disk}: {plan.layout.describe()}")
-    vols = disk.prepare(plan.disk, plan.layout, plan.filesystem)
+    vols = disk.prepare(plan.disk, plan.layout, plan.filesystem, plan.disk_identity)
     try:
         root_uuid = disk.fs_uuid(vols.root)
         with mounted(vols.root, target_dir) as tgt:
