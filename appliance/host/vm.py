@@ -99,7 +99,7 @@ def _copy_image(src: Path, dest: Path) -> None:
     where the file system can). The source is opened without following a
     symbolic link, and cp reads that very file (/dev/fd/N)."""
     try:
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise HostError(f"template disk {src}: {e.strerror}", 400) from None
     try:
