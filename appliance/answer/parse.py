@@ -100,6 +100,8 @@ def _split_key(key: str) -> list[str]:
 
 def error(source: str, text: str | None, key: str, reason: str) -> AnswerError:
     line = locate(text, key) if text is not None and key else None
+    if len(key) > 120:  # a hostile file's key: enough of it to find it
+        key = key[:100] + "…"
     loc = f"{source}:{line}" if line else source
     return AnswerError(f"{loc}: {key}: {reason}" if key else f"{loc}: {reason}",
                        file=source, line=line, key=key or None, reason=reason)

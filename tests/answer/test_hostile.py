@@ -126,3 +126,10 @@ def test_an_answer_file_over_1_mib_is_refused(tmp_path: Path) -> None:
         load_answer(path)
     with pytest.raises(AnswerError, match=r"x.toml: larger than 1024 KiB"):
         parse_answer(path.read_text(), "x.toml")
+
+
+def test_a_huge_unknown_key_is_shortened_in_the_message() -> None:
+    huge = "x" * 500_000
+    err = rejected(MINIMAL.read_text().replace("[global]\n", f"[global]\n{huge} = 1\n"))
+    assert err.key == "global." + "x" * 93 + "…" and err.line == 3
+    assert len(str(err)) < 1000 and "unknown key" in err.reason
