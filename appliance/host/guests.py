@@ -25,6 +25,8 @@ BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 SSH_KEY_PREFIXES = ("ssh-", "ecdsa-", "sk-")
 MAX_DISKS = 8
 MAX_DISK_MIB = 1 << 22  # 4 TiB
+DEFAULT_PIDS = 4096  # a container's process limit (cgroup pids.max)
+MAX_PIDS = 1 << 22  # the kernel's pid_max limit
 
 GuestType = Literal["vm", "ct"]
 
@@ -66,6 +68,8 @@ class GuestConfig:
     disks: list[Disk] = field(default_factory=list)
     # containers
     ssh_keys: list[str] = field(default_factory=list)
+    unprivileged: bool = True  # root inside is an unmapped id on the host
+    pids: int = DEFAULT_PIDS
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -75,6 +79,8 @@ class GuestConfig:
         }
         if self.type == "ct":
             data["ssh_keys"] = list(self.ssh_keys)
+            data["unprivileged"] = self.unprivileged
+            data["pids"] = self.pids
         else:
             data["cmdline"] = self.cmdline
             data["disks"] = [d.to_json() for d in self.disks]
@@ -128,6 +134,11 @@ FIELDS: tuple[Field, ...] = (
           types=("ct",), max_length=256, secret=True, label="Root password"),
     Field("ssh_keys", "list", "SSH public keys for root, one a line", types=("ct",),
           label="SSH keys"),
+    Field("unprivileged", "int", "1 (default): root in the container is an unprivileged id "
+          "on the host; 0: privileged, root in the container is root on the host",
+          types=("ct",), minimum=0, maximum=lambda: 1, label="Unprivileged (1/0)"),
+    Field("pids", "int", f"most processes and threads (default {DEFAULT_PIDS})",
+          types=("ct",), minimum=16, maximum=lambda: MAX_PIDS, label="Max processes"),
 )
 
 
@@ -235,6 +246,8 @@ def load(paths: HostPaths, guest_id: int) -> GuestConfig:
     except ValueError as e:  # tomllib.TOMLDecodeError: someone edited it badly
         raise HostError(f"{path}: {e}", 500) from None
     fields = {k: v for k, v in data.items() if k != "disks"}
+    if fields.get("type") == "ct":  # written before containers were unprivileged
+        fields.setdefault("unprivileged", False)
     try:
         disks = [Disk(**d) for d in data.get("disks", [])]
         return GuestConfig(**fields, disks=disks)
@@ -281,5 +294,7 @@ def new_config(kind: GuestType, guest_id: int, req: Mapping[str, Any],
         cmdline=req.get("cmdline", template_cmdline) if kind == "vm" else "",
         disks=[Disk(size_mib=s) for s in req.get("disks", [])],
         ssh_keys=list(req.get("ssh_keys", [])),
+        unprivileged=bool(req.get("unprivileged", 1)),
+        pids=req.get("pids", DEFAULT_PIDS),
     )
 
