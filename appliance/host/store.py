@@ -9,9 +9,12 @@ Every file is written atomically: a temporary file beside it, then rename.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import secrets
+import stat
 import tempfile
 import tomllib
 from collections.abc import Iterator
@@ -20,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+
+from appliance.errors import HostError
 
 DEFAULT_ETC = Path("/etc/appliance")
 DEFAULT_STATE = Path("/var/lib/appliance")
@@ -158,3 +163,108 @@ def process_start_time(pid: int) -> int | None:
 
 def alive(pid: int, start_time: int) -> bool:
     return pid > 0 and process_start_time(pid) == start_time
+
+
+# --- files inside a guest's root file system ---------------------------------
+# A container's tree comes from a template nobody vouched for: any name in it
+# may be a symbolic link to a host file. These open every component relative
+# to the one before with O_NOFOLLOW, so nothing outside `root` is touched.
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _parts(rel: str) -> list[str]:
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise ValueError(f"{rel!r}: not a path inside a root")
+    return parts
+
+
+def _refuse(root: Path, rel: str, what: str) -> HostError:
+    return HostError(f"{root}: {rel} is {what}: refusing to read or write through it "
+                     "(a crafted template?)", 400)
+
+
+def _open_dir(root: Path, parts: list[str], create: bool, mode: int,
+              owner: tuple[int, int] | None) -> int:
+    """An fd of root/parts[0]/..., created (mode, owner) where missing if
+    `create`; a link or non-directory on the way is refused, never followed."""
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for i, name in enumerate(parts):
+            try:
+                nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                os.mkdir(name, 0o700, dir_fd=fd)
+                nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                if owner is not None:
+                    os.fchown(nfd, *owner)
+                os.fchmod(nfd, mode)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _refuse(root, "/".join(parts[: i + 1]),
+                                  "a symbolic link or not a directory") from None
+                raise
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_in_root(root: Path, rel: str, limit: int = 16 << 20) -> tuple[bytes, os.stat_result]:
+    """A regular file's content and stat, `rel` resolved inside `root`
+    without following any symbolic link (FileNotFoundError if missing)."""
+    parts = _parts(rel)
+    dfd = _open_dir(root, parts[:-1], False, 0, None)
+    try:
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=dfd)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise _refuse(root, rel, "a symbolic link") from None
+            raise
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise _refuse(root, rel, "not a regular file")
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise HostError(f"{root}: {rel} is larger than {limit} bytes", 400)
+        return data, st
+    finally:
+        os.close(dfd)
+
+
+def write_in_root(root: Path, rel: str, data: bytes, mode: int = 0o644,
+                  owner: tuple[int, int] | None = None, dir_mode: int = 0o755) -> None:
+    """atomic_write for `rel` inside `root`, never following a symbolic link:
+    missing directories are made (dir_mode, owner); a link in the last
+    place is replaced by the file, a link on the way is refused."""
+    parts = _parts(rel)
+    dfd = _open_dir(root, parts[:-1], True, dir_mode, owner)
+    tmp = f".{parts[-1]}.{secrets.token_hex(4)}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dfd)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                if owner is not None:
+                    os.fchown(f.fileno(), *owner)
+                os.fchmod(f.fileno(), mode)
+                os.fsync(f.fileno())
+            os.replace(tmp, parts[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dfd)
+            raise
+    except IsADirectoryError:
+        raise _refuse(root, rel, "a directory") from None
+    finally:
+        os.close(dfd)
