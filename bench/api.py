@@ -65,9 +65,10 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit("the web server did not come up")
 
 
-def run_wrk(url: str, header: str, seconds: int, connections: int) -> dict[str, float]:
+def run_wrk(url: str, header: str, seconds: int, connections: int,
+            path: str = "/api/guests") -> dict[str, float]:
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
-                          "-H", header, f"{url}/api/guests"], capture_output=True, text=True,
+                          "-H", header, f"{url}{path}"], capture_output=True, text=True,
                          check=True).stdout
     print(out)
 
@@ -83,7 +84,8 @@ def run_wrk(url: str, header: str, seconds: int, connections: int) -> dict[str, 
             "non_2xx": float(errors.group(1)) if errors else 0.0}
 
 
-def run_python(url: str, header: str, seconds: int) -> dict[str, float]:
+def run_python(url: str, header: str, seconds: int,
+               path: str = "/api/guests") -> dict[str, float]:
     import http.client
     import ssl
 
@@ -95,7 +97,7 @@ def run_python(url: str, header: str, seconds: int) -> dict[str, float]:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         t0 = time.perf_counter()
-        conn.request("GET", "/api/guests", headers={name: value})
+        conn.request("GET", path, headers={name: value})
         resp = conn.getresponse()
         resp.read()
         lat.append((time.perf_counter() - t0) * 1000)
@@ -111,6 +113,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--python", action="store_true", help="use the Python loop, not wrk")
+    ap.add_argument("--path", default="/api/guests",
+                    help="the endpoint to load (e.g. /api/version: the server's floor)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="appliance-bench-api-"))
     paths = HostPaths(tmp / "etc", tmp / "state")
@@ -128,14 +132,14 @@ def main() -> int:
     try:
         wait_up(url, proc)
         use_wrk = shutil.which("wrk") is not None and not args.python
-        result = (run_wrk(url, header, args.seconds, args.connections) if use_wrk
-                  else run_python(url, header, args.seconds))
+        result = (run_wrk(url, header, args.seconds, args.connections, args.path) if use_wrk
+                  else run_python(url, header, args.seconds, args.path))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
     tool = f"wrk, {args.connections} connections" if use_wrk else "python loop, 1 connection"
-    print(f"GET /api/guests with {args.guests} guests ({tool}, {args.seconds} s, HTTPS, "
+    print(f"GET {args.path} with {args.guests} guests ({tool}, {args.seconds} s, HTTPS, "
           f"loopback, {os.cpu_count()} CPUs):")
     print(f"  {result['rps']:.0f} requests/s, p50 {result['p50_ms']:.1f} ms, "
           f"p99 {result['p99_ms']:.1f} ms, non-2xx {result['non_2xx']:.0f}")

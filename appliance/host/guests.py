@@ -146,6 +146,16 @@ def fields_for(kind: GuestType) -> list[Field]:
     return [f for f in FIELDS if kind in f.types]
 
 
+def whole_number(text: str) -> int | str:
+    """A form's number: ASCII digits (not '²' or '١٢', which str.isdigit()
+    takes and int() refuses or reads), at most 18 of them; anything else is
+    returned as it is, for the caller's "expected a whole number" error."""
+    digits = text.strip()
+    if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+        return int(digits)
+    return text
+
+
 def _bad(name: str, msg: str) -> HostError:
     return HostError(f"{name}: {msg}", 400)
 
@@ -168,15 +178,17 @@ def parse_request(kind: GuestType, data: Mapping[str, Any]) -> dict[str, Any]:
                 raise _bad(f.name, "required")
             continue
         if f.kind == "int":
-            if isinstance(value, str) and value.strip().isdigit():
-                value = int(value.strip())
+            if isinstance(value, str):
+                value = whole_number(value)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise _bad(f.name, f"expected a whole number, got {value!r:.40}")
+            shown = (str(value) if abs(value) < 10**18
+                     else f"{str(value)[:8]}… ({len(str(value))} digits)")
             if f.minimum is not None and value < f.minimum:
-                raise _bad(f.name, f"{value} is less than {f.minimum}")
+                raise _bad(f.name, f"{shown} is less than {f.minimum}")
             if f.maximum is not None and value > (top := f.maximum()):
-                raise _bad(f.name, f"{value} is more than the {top} this host has"
-                           if f.name in ("memory_mib", "cpus") else f"{value} is more than {top}")
+                raise _bad(f.name, f"{shown} is more than the {top} this host has"
+                           if f.name in ("memory_mib", "cpus") else f"{shown} is more than {top}")
         elif f.kind == "str":
             if not isinstance(value, str):
                 raise _bad(f.name, f"expected a string, got {type(value).__name__}")
@@ -202,8 +214,8 @@ def _parse_list(name: str, items: list[Any]) -> list[Any]:
             raise _bad(name, f"at most {MAX_DISKS} disks")
         sizes: list[int] = []
         for i, v in enumerate(items):
-            if isinstance(v, str) and v.isdigit():
-                v = int(v)
+            if isinstance(v, str):
+                v = whole_number(v)
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_DISK_MIB:
                 raise _bad(f"{name}[{i}]", f"expected a size in MiB from 1 to {MAX_DISK_MIB}")
             sizes.append(v)
@@ -266,7 +278,7 @@ def ids(paths: HostPaths) -> list[int]:
     out = []
     for name in os.listdir(paths.guests):
         stem, dot, ext = name.partition(".")
-        if dot and ext == "toml" and stem.isdigit():
+        if dot and ext == "toml" and stem.isascii() and stem.isdigit() and len(stem) <= 9:
             out.append(int(stem))
     return sorted(out)
 
