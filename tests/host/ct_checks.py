@@ -14,12 +14,29 @@ has it) and, where the kernel has AppArmor, LXC's profile on the init.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 Run = Callable[[str], tuple[int, str]]
 LXC_PATH = "/var/lib/appliance/lxc"
 DENIED = ("denied", "not permitted", "Read-only")  # how a refusal reads
+
+
+@contextlib.contextmanager
+def reachable_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory an unprivileged container's root can reach
+    (LXC enters the rootfs as that unmapped id): every directory above it is
+    searchable by others, which pytest's tmp_path (under a 0700 one) is not."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    try:
+        d.chmod(0o711)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _attach(lxc_path: str, ct: int, script: str) -> str:

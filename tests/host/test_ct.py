@@ -8,7 +8,6 @@ import io
 import os
 import pty
 import select
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -35,13 +34,10 @@ PASSWORD = "corr3ct-horse"
 
 @pytest.fixture
 def paths() -> Iterator[HostPaths]:
-    """Roots an unprivileged container's root can reach: every directory
-    above its rootfs searchable by others (pytest's tmp_path is not)."""
+    """Roots an unprivileged container's root can reach."""
     require_root()
-    d = Path(tempfile.mkdtemp(prefix="appliance-ct-", dir="/var/tmp"))
-    d.chmod(0o711)
-    yield HostPaths(etc=d / "etc", state=d / "state")
-    shutil.rmtree(d, ignore_errors=True)
+    with ct_checks.reachable_dir("appliance-ct-") as d:
+        yield HostPaths(etc=d / "etc", state=d / "state")
 
 
 OVERLAY_ETC = Path(__file__).resolve().parents[2] / "templates/overlays/host/etc"
@@ -443,3 +439,27 @@ def test_start_refuses_a_config_that_disagrees_with_the_files(paths: HostPaths) 
     cfg.unprivileged = False
     with pytest.raises(HostError, match=r"files belong to host ids 100000-165535.*cannot become"):
         ctbackend.start(paths, cfg, TaskLog(paths.state / "task.log"))
+
+
+def test_privileged_containers_are_marked_in_the_web_ui() -> None:
+    import jinja2
+
+    from appliance.host.manager import GuestStatus
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(
+        Path(__file__).resolve().parents[2] / "webui/templates"), autoescape=True)
+
+    def row(unprivileged: int) -> str:
+        cfg = guests.new_config("ct", 100, {"name": "a", "template": "t", "memory_mib": 64,
+                                            "unprivileged": unprivileged})
+        return env.get_template("guest_rows.html").render(rows=[GuestStatus(cfg, "stopped")])
+
+    assert 'class="st bad privileged"' in row(0) and ">privileged</span>" in row(0)
+    assert "privileged" not in row(1)
+    loaded = ("id = 100\ntype = \"ct\"\nname = \"old\"\ntemplate = \"t\"\nmemory_mib = 64\n"
+              "cpus = 1\n")  # a config written before containers were unprivileged
+    with tempfile.TemporaryDirectory() as d:
+        paths = HostPaths(Path(d) / "etc", Path(d) / "state")
+        paths.guests.mkdir(parents=True)
+        (paths.guests / "100.toml").write_text(loaded)
+        assert guests.load(paths, 100).unprivileged is False

@@ -18,6 +18,7 @@ from appliance.host import Host, HostPaths
 from appliance.hw import detect
 
 from ..conftest import ROOT
+from ..host import ct_checks
 from ..host.conftest import add_templates, cleanup_guests
 from .conftest import Account, Server, start_server, stop_server
 
@@ -28,18 +29,19 @@ PASSWORD = "ct-r00t-pass"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, test_guest_files: dict[str, Path],
+def server(test_guest_files: dict[str, Path],
            ct_tarball: Path, account: Account) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("web-e2e")
-    paths = HostPaths(tmp / "etc", tmp / "state")
-    paths.ensure()
-    add_templates(paths, test_guest_files, ct_tarball)
-    srv = start_server(paths, account.group, tmp / "server.log")
-    try:
-        yield srv
-    finally:
-        stop_server(srv)
-        cleanup_guests(Host(paths))
+    # the container is unprivileged: its root must reach the state directory
+    with ct_checks.reachable_dir("appliance-web-e2e-") as tmp:
+        paths = HostPaths(tmp / "etc", tmp / "state")
+        paths.ensure()
+        add_templates(paths, test_guest_files, ct_tarball)
+        srv = start_server(paths, account.group, tmp / "server.log")
+        try:
+            yield srv
+        finally:
+            stop_server(srv)
+            cleanup_guests(Host(paths))
 
 
 @pytest.fixture(scope="module")
