@@ -123,8 +123,11 @@ class Plan:
     def describe(self) -> str:
         n = self.network
         net = "DHCP" if n.dhcp else f"{n.cidr} via {n.gateway}, DNS {n.dns}"
+        ident = self.disk_identity
         return "\n".join([
             f"  target disk:  {self.disk} ({self.disk_model})",
+            *([f"  checked as:   {ident.describe()} (re-checked before writing)"]
+              if ident else []),
             f"  layout:       {self.layout.describe()}",
             f"  root fs:      {self.filesystem} on LVM",
             f"  host name:    {self.fqdn}",

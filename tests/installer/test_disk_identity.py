@@ -102,7 +102,7 @@ from appliance.installer import disk, main
 from appliance.installer.run import Console
 plan = main.plan_from_answer(Path(sys.argv[1]), Console(sys.stderr), "test", sys.argv[2])
 ident = plan.disk_identity
-out = {"identity": dataclasses.asdict(ident)}
+out = {"identity": dataclasses.asdict(ident), "describe": plan.describe()}
 for name, changed in [("same", ident),
                       ("serial", dataclasses.replace(ident, serial="ST4000NM0035-1V4107_ZC99XXXX")),
                       ("wwn", dataclasses.replace(ident, wwn="0x5000c500ffffffff")),
@@ -134,6 +134,8 @@ def test_recorded_server_plan_records_and_rechecks_serial_wwn_and_links() -> Non
         "serial": "ST4000NM0035-1V4107_ZC11ABCD", "wwn": "0x5000c500a1b2c3d4",
         "by_id": ["/dev/disk/by-id/ata-ST4000NM0035-1V4107_ZC11ABCD",
                   "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"]}
+    assert ("checked as:   /dev/sda (serial ST4000NM0035-1V4107_ZC11ABCD, WWN "
+            "0x5000c500a1b2c3d4, 4000787030016 bytes)") in got["describe"]
     assert got["same"] == "ok"
     assert got["serial"].endswith("serial (ID_SERIAL) was ST4000NM0035-1V4107_ZC99XXXX, is now "
                                   "ST4000NM0035-1V4107_ZC11ABCD; nothing was written")
