@@ -204,7 +204,8 @@ def this_machine(recorded: str | None = None) -> Machine:
     /etc/resolv.conf. A recorded machine carries no network state."""
     from appliance.hw import commands as hw_commands
 
-    report = hw_commands.detect(recorded)
+    # answers need disks, NICs and the verdict, never a VM: no KVM_CREATE_VM
+    report = hw_commands.detect(recorded, create_vm=False)
     inv = report.inventory
     assert inv is not None  # detect() lists the inventory unless told not to
     disks = tuple(

@@ -10,14 +10,18 @@ from typing import Any
 from appliance.errors import HardwareError
 from appliance.hw import Report, load_recording, udevinfo
 from appliance.hw import detect as _detect
+from appliance.hw.kvm import probe_without_vm
 from appliance.hw.match import check_mode, match_devices, parse_filters
 
 
-def detect(recorded: str | None = None, inventory: bool = True) -> Report:
+def detect(recorded: str | None = None, inventory: bool = True,
+           create_vm: bool = True) -> Report:
     """This machine, or a recorded one (whose udev side the caller replays
-    with `umockdev-run -d DIR/devices.umockdev`)."""
+    with `umockdev-run -d DIR/devices.umockdev`). `create_vm=False`: /dev/kvm
+    is asked its API version only (see appliance.hw.kvm.probe_device)."""
     if recorded is None:
-        return _detect(inventory=inventory)
+        return _detect(inventory=inventory,
+                       kvm=None if create_vm else probe_without_vm)
     rec = load_recording(Path(recorded))
     return _detect(rec.root, cpuid=rec.cpuid, msr=rec.msr, kvm=rec.kvm, inventory=inventory)
 

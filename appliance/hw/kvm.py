@@ -45,15 +45,28 @@ class KvmDevice:
 
     @property
     def works(self) -> bool:
-        return self.accessible and self.api_version == KVM_API_VERSION and bool(self.create_vm)
+        """Opened, the right API version, and KVM_CREATE_VM did not fail (a
+        probe that did not try it, `create_vm is None`, counts as working)."""
+        return (self.accessible and self.api_version == KVM_API_VERSION
+                and self.create_vm is not False)
 
 
 KvmProbe = Callable[[Path], KvmDevice]
 """`probe(path_of_dev_kvm) -> KvmDevice`."""
 
 
-def probe_device(path: Path) -> KvmDevice:
-    """Open the device and ask it the two questions every VMM asks first."""
+def probe_without_vm(path: Path) -> KvmDevice:
+    """`probe_device` without KVM_CREATE_VM (see there)."""
+    return probe_device(path, create_vm=False)
+
+
+def probe_device(path: Path, create_vm: bool = True) -> KvmDevice:
+    """Open the device and ask it the two questions every VMM asks first.
+
+    `create_vm=False` asks only the API version. The installer probes that
+    way: KVM_CREATE_VM switches VT-x/AMD-V on in every CPU, which the
+    installer does not need and which, nested under QEMU's TCG, wedged the
+    whole machine now and then (issue 19, item 12)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -72,6 +85,8 @@ def probe_device(path: Path) -> KvmDevice:
     dev.accessible = True
     try:
         dev.api_version = fcntl.ioctl(fd, KVM_GET_API_VERSION)
+        if not create_vm:
+            return dev
         try:
             vm = fcntl.ioctl(fd, KVM_CREATE_VM, 0)
         except OSError as e:

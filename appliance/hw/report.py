@@ -251,6 +251,9 @@ def virt_checks(f: VirtFacts) -> list[Check]:
                 out.append(Check("KVM_CREATE_VM", PASS, "a VM was created"))
             elif k.create_vm is False:
                 out.append(Check("KVM_CREATE_VM", FAIL, k.create_vm_error or "failed"))
+            else:
+                out.append(Check("KVM_CREATE_VM", NOTE, "not tried (only the API version "
+                                 "was asked, as the installer does)"))
     if f.backend in HARDWARE_MODULES:
         out.append(Check("KVM module", PASS, f"{f.backend} ({HARDWARE_MODULES[f.backend]})"))
     elif f.backend == "kvm_pvm":
