@@ -30,6 +30,7 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from appliance.errors import HostError
 from appliance.host.guests import GuestConfig
@@ -297,11 +298,12 @@ def _member_problem(m: tarfile.TarInfo, ids: IdRange | None) -> str | None:
     return None
 
 
-def check_template(tarball: Path, ids: IdRange | None) -> int:
-    """Read every member's header; refuse a template that could place
-    anything outside the container's root. Returns the member count."""
-    proc = subprocess.Popen(["zstd", "-dcq", "--", str(tarball)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+def check_template(tarball: Path, src: BinaryIO, ids: IdRange | None) -> int:
+    """Read every member's header from `src` (the open tarball); refuse a
+    template that could place anything outside the container's root.
+    Returns the member count."""
+    proc = subprocess.Popen(["zstd", "-dcq"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, stdin=src)
     assert proc.stdout is not None
     n = 0
     try:
@@ -321,17 +323,16 @@ def check_template(tarball: Path, ids: IdRange | None) -> int:
     return n
 
 
-def _unpack(tarball: Path, rootfs: Path, ids: IdRange | None) -> None:
+def _unpack(tarball: Path, src: BinaryIO, rootfs: Path, ids: IdRange | None) -> None:
     """tar as root of the container's user namespace (ids), or as host root."""
     tar = ["tar", "--zstd", "-xpf", "-", "--numeric-owner", "-C", "."]
     if ids is not None:
         os.chown(rootfs, *ids.owner())
         tar = ["lxc-usernsexec", "-m", f"b:0:{ids.first}:{ids.count}", "--", *tar]
-    with tarball.open("rb") as src:
-        try:
-            r = subprocess.run(tar, stdin=src, cwd=rootfs, capture_output=True, text=True)
-        except FileNotFoundError:
-            raise HostError(f"{tar[0]} is missing: install Debian's lxc package", 500) from None
+    try:
+        r = subprocess.run(tar, stdin=src, cwd=rootfs, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise HostError(f"{tar[0]} is missing: install Debian's lxc package", 500) from None
     if r.returncode != 0:
         raise HostError(f"unpacking {tarball} failed: {r.stderr.strip()[-500:]}", 500)
 
@@ -361,10 +362,12 @@ def create(paths: HostPaths, cfg: GuestConfig, password: str | None, log: TaskLo
             _check_reachable(rootfs, ids)
         rootfs.mkdir()
         log(f"checking {tarball}")
-        members = check_template(tarball, ids)
-        how = f"host ids {ids.first}-{ids.first + ids.count - 1}" if ids else "privileged"
-        log(f"unpacking {members} files of {tarball} into {rootfs} ({how})")
-        _unpack(tarball, rootfs, ids)
+        with tarball.open("rb") as src:  # one open file: checked is unpacked
+            members = check_template(tarball, src, ids)
+            src.seek(0)
+            how = f"host ids {ids.first}-{ids.first + ids.count - 1}" if ids else "privileged"
+            log(f"unpacking {members} files of {tarball} into {rootfs} ({how})")
+            _unpack(tarball, src, rootfs, ids)
         root = ids.owner() if ids else (0, 0)
         write_in_root(rootfs, "etc/hostname", f"{cfg.name}\n".encode(), 0o644, root)
         _set_root_login(rootfs, password, cfg.ssh_keys, root)

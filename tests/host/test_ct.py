@@ -404,6 +404,12 @@ def test_template_links_never_lead_writes_outside_the_root(paths: HostPaths,
                                                         link=str(outside))])
     with pytest.raises(HostError, match="etc is a symbolic link or not a directory"):
         ct_create(paths, 101, "etclink", unprivileged=unprivileged)
+    # ... and a member below that link: tar does not follow it either
+    make_template(paths, "etclink2", [*etc_link, member("./etc", tarfile.SYMTYPE,
+                                                         link=str(outside)),
+                                      member("./etc/evil", data=b"evil\n")])
+    with pytest.raises(HostError, match=r"unpacking .* failed"):
+        ct_create(paths, 102, "etclink2", unprivileged=unprivileged)
     assert {p.name: p.read_text() for p in outside.iterdir() if p.is_file()} == before
 
 
