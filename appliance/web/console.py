@@ -4,6 +4,13 @@ container. The browser's xterm.js sends keystrokes and shows the bytes.
 
 Auth is the ticket cookie, and the Origin must be this server (a page on
 another site cannot open the socket with the user's cookie).
+
+Nothing here blocks the event loop: the pty is non-blocking and what the
+browser sends waits in a bounded buffer (INPUT_BUFFER). While that buffer is
+full no more is read from the WebSocket (the sender is slowed down by TCP);
+a guest that reads nothing for STALL_TIMEOUT seconds gets its console closed.
+What the guest prints waits in a bounded queue too (OUTPUT_CHUNKS): when the
+browser is slow, the pty is not read until it catches up.
 """
 
 from __future__ import annotations
@@ -25,6 +32,13 @@ from appliance.web.api import identify
 from appliance.web.auth import Auth
 
 POLICY_VIOLATION = 1008
+INPUT_BUFFER = 256 * 1024  # bytes sent by the browser that the guest has not read yet
+OUTPUT_CHUNKS = 64  # reads from the pty not yet sent to the browser (4 KiB each)
+STALL_TIMEOUT = 10.0  # seconds a guest may leave a full input buffer unread
+
+
+class ConsoleStalled(Exception):
+    """The guest does not read what is typed or pasted into its console."""
 
 
 def same_origin(ws: WebSocket) -> bool:
@@ -34,22 +48,82 @@ def same_origin(ws: WebSocket) -> bool:
     return urlsplit(origin).netloc == ws.headers.get("host")
 
 
+class FdWriter:
+    """Writes to a non-blocking file descriptor through a bounded buffer."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.loop = asyncio.get_running_loop()
+        self.buffer = bytearray()
+        self.room = asyncio.Event()
+        self.room.set()
+        self.error: OSError | None = None
+        self.watching = False
+
+    def _flush(self) -> None:
+        try:
+            while self.buffer:
+                n = os.write(self.fd, self.buffer[:65536])
+                del self.buffer[:n]
+        except BlockingIOError:
+            pass
+        except OSError as e:  # the other side is gone (EIO on a pty)
+            self.error = e
+            self.buffer.clear()
+        if self.buffer and not self.watching:
+            self.loop.add_writer(self.fd, self._flush)
+            self.watching = True
+        elif not self.buffer and self.watching:
+            self.loop.remove_writer(self.fd)
+            self.watching = False
+        if self.error is not None or len(self.buffer) <= INPUT_BUFFER // 2:
+            self.room.set()
+        else:
+            self.room.clear()
+
+    async def write(self, data: bytes) -> None:
+        """Queue `data`; wait (never block) while the buffer is full.
+
+        Raises ConsoleStalled when the fd takes nothing for STALL_TIMEOUT s."""
+        if self.error is not None:
+            raise self.error
+        self.buffer += data
+        self._flush()
+        if len(self.buffer) > INPUT_BUFFER:
+            try:
+                await asyncio.wait_for(self.room.wait(), STALL_TIMEOUT)
+            except TimeoutError:
+                raise ConsoleStalled(f"the guest read none of {len(self.buffer)} bytes "
+                                     f"in {STALL_TIMEOUT:.0f} s") from None
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if self.watching:
+            self.loop.remove_writer(self.fd)
+            self.watching = False
+
+
 async def _pump_to_ws(ws: WebSocket, reader: asyncio.StreamReader) -> None:
     while data := await reader.read(4096):
         await ws.send_bytes(data)
 
 
-async def _ws_to(ws: WebSocket, write: asyncio.StreamWriter | int) -> None:
+async def _ws_to(ws: WebSocket, write: asyncio.StreamWriter | FdWriter) -> None:
     while True:
         msg = await ws.receive()
         if msg["type"] == "websocket.disconnect":
             return
         data = msg.get("bytes") or (msg.get("text") or "").encode()
-        if isinstance(write, int):
-            os.write(write, data)
+        if isinstance(write, FdWriter):
+            await write.write(data)
         else:
             write.write(data)
-            await write.drain()
+            try:
+                await asyncio.wait_for(write.drain(), STALL_TIMEOUT)
+            except TimeoutError:
+                raise ConsoleStalled(f"the VM read none of its console input in "
+                                     f"{STALL_TIMEOUT:.0f} s") from None
 
 
 async def _vm(ws: WebSocket, path: Path) -> None:
@@ -57,7 +131,7 @@ async def _vm(ws: WebSocket, path: Path) -> None:
     try:
         await _race(_pump_to_ws(ws, reader), _ws_to(ws, writer))
     finally:
-        writer.close()
+        writer.transport.abort()  # what was not sent is dropped, nothing waits for it
 
 
 async def _ct(ws: WebSocket, argv: list[str]) -> None:
@@ -65,27 +139,39 @@ async def _ct(ws: WebSocket, argv: list[str]) -> None:
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
                             start_new_session=True, close_fds=True)
     os.close(slave)
+    os.set_blocking(master, False)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes] = asyncio.Queue()
+    reading = True
 
     def readable() -> None:
+        nonlocal reading
         try:
             data = os.read(master, 4096)
-        except OSError:
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the console's process has exited
             data = b""
         queue.put_nowait(data)
-        if not data:
-            loop.remove_reader(master)
+        if not data or queue.qsize() >= OUTPUT_CHUNKS:
+            loop.remove_reader(master)  # at the end, or until the browser catches up
+            reading = False
 
     loop.add_reader(master, readable)
 
     async def out() -> None:
+        nonlocal reading
         while data := await queue.get():
             await ws.send_bytes(data)
+            if not reading and queue.qsize() < OUTPUT_CHUNKS // 2 and proc.poll() is None:
+                loop.add_reader(master, readable)
+                reading = True
 
+    writer = FdWriter(master)
     try:
-        await _race(out(), _ws_to(ws, master))
+        await _race(out(), _ws_to(ws, writer))
     finally:
+        writer.close()
         with contextlib.suppress(ValueError, OSError):
             loop.remove_reader(master)
         with contextlib.suppress(ProcessLookupError):
@@ -128,6 +214,10 @@ async def console_ws(ws: WebSocket, host: Host, auth: Auth) -> None:
             await _ct(ws, list(target))
     except (WebSocketDisconnect, ConnectionError):
         return
+    except ConsoleStalled as e:
+        closing = f"\r\n[console closed: {e}]\r\n"
+    else:
+        closing = "\r\n[console closed]\r\n"
     with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-        await ws.send_text("\r\n[console closed]\r\n")
+        await ws.send_text(closing)
         await ws.close()

@@ -157,13 +157,15 @@ def stop_server(server: Server) -> None:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Starlette) -> Iterator[str]:
+def serve_in_thread(app: Starlette, loop: str = "auto") -> Iterator[str]:
     """uvicorn (plain HTTP, WebSockets) on a free loopback port in a thread
-    of this process; yields its URL."""
+    of this process; yields its URL. `loop`: "auto" (uvloop, as the service
+    runs) or "asyncio"."""
     import uvicorn
 
     config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
-                            ws="websockets", lifespan="off")
+                            ws="websockets", lifespan="off", loop=loop,
+                            timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
