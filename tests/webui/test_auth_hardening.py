@@ -305,6 +305,7 @@ CRAFTED = {
     "non-ASCII": "\u00e9t\u00e9".encode(),
     "non-ASCII signature": b"APPL:root:7FFFFFFF:00112233:-:\xc3\xa9\xc3\xa9",
     "latin-1 byte": b"APPL:root:7FFFFFFF:00112233:-:\xff",
+    "old format, non-ASCII signature": b"APPL:root:7FFFFFFF:00112233:\xc3\xa9",
     "overlong": b"APPL:root:7FFFFFFF:00112233:-:" + b"A" * 100_000,
     "empty": b"",
     "garbage base64": b"APPL:root:7FFFFFFF:00112233:-:%%%%===/+",
