@@ -31,6 +31,7 @@ from appliance.installer.prepare_iso import prepare
 from appliance.runner import spawn, stop
 
 from ..conftest import require_root
+from ..host import ct_checks
 
 pytestmark = pytest.mark.e2e
 
@@ -293,6 +294,15 @@ def test_from_build_to_a_container_and_a_vm_on_an_installed_host(
                     "name": "ct1", "template": "debian-12", "memory_mib": "256",
                     "password": "ct-secret-1", "bridge": "vmbr0"})
                 start(page, host.url, ct)
+            with Stage("container confinement: id map, AppArmor, cgroup v2 limits"):
+                def run(cmd: str) -> tuple[int, str]:
+                    r = host.ssh(cmd)
+                    return r.returncode, r.stdout + r.stderr
+                # the installed host's kernel has AppArmor and the unified
+                # cgroup v2 hierarchy, which this machine's kernel lacks
+                assert ct_checks.cgroup_keys(run)[0] == "memory.max"
+                ct_checks.check_container(run, ct, memory_mib=256, cpus=1,
+                                          pids=4096, require_apparmor=True)
             with Stage("web UI: microVM from the bundled template (nested KVM)"):
                 vm = create(page, host.url, "vm", {
                     "name": "vm1", "template": "debian-12-microvm", "memory_mib": "512",
