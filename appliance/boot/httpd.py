@@ -8,17 +8,25 @@ so the guest can fetch the netboot files without any listening socket on
 the host and without any traffic leaving the machine. QEMU connects stdin,
 stdout AND stderr to the guest's connection, so requests are logged to a
 file (`--log FILE`), never printed.
+
+With `--tls CERT KEY` the request arrives over TLS, still on stdin/stdout
+(ssl.MemoryBIO: the TLS records are moved between the pipe and the TLS
+object by hand), so an HTTPS answer server with a self-signed certificate
+can be reached through a guestfwd just the same.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
+import ssl
 import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 
 def serve_one(root: Path, rfile: BinaryIO, wfile: BinaryIO, log: Path | None = None,
@@ -72,19 +80,118 @@ def drain(rfile: BinaryIO, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         ready, _, _ = select.select([fd], [], [], left)
-        if not ready or not os.read(fd, 65536):
+        try:
+            if not ready or not os.read(fd, 65536):
+                return
+        except OSError:  # reset: a TLS client closing with our close_notify unread
             return
+
+
+class TLSPipe(io.RawIOBase):
+    """The server side of a TLS connection whose records travel over two
+    file descriptors (a guestfwd's stdin and stdout): reads and writes
+    plaintext. `close_notify()` ends the TLS session cleanly."""
+
+    def __init__(self, ctx: ssl.SSLContext, fd_in: int, fd_out: int) -> None:
+        super().__init__()
+        self.fd_in, self.fd_out = fd_in, fd_out
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
+
+    def _send(self) -> None:
+        data = memoryview(self.outgoing.read())
+        while data:
+            data = data[os.write(self.fd_out, data):]
+
+    def _pump(self, op: str, *args: object) -> object:
+        while True:
+            try:
+                result = getattr(self.tls, op)(*args)
+            except ssl.SSLWantReadError:
+                self._send()
+                data = os.read(self.fd_in, 1 << 16)
+                if data:
+                    self.incoming.write(data)
+                else:
+                    self.incoming.write_eof()
+            else:
+                self._send()
+                return result
+
+    def handshake(self) -> None:
+        self._pump("do_handshake")
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            data = cast(bytes, self._pump("read", len(buf)))
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            return 0  # the client closed (cleanly or not): end of the request
+        buf[:len(data)] = data
+        return len(data)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        return cast(int, self._pump("write", bytes(data)))
+
+    def close_notify(self) -> None:
+        """Send our close_notify; the client's reply is not waited for."""
+        with contextlib.suppress(ssl.SSLWantReadError):
+            self.tls.unwrap()
+        self._send()
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def serve_tls(root: Path, ctx: ssl.SSLContext, fd_in: int, fd_out: int,
+              log: Path | None = None, bodies: Path | None = None) -> int:
+    """serve_one over TLS on two file descriptors. A failed handshake (a
+    client that does not trust the certificate hangs up) is logged: 0."""
+    pipe = TLSPipe(ctx, fd_in, fd_out)
+    try:
+        pipe.handshake()
+    except (ssl.SSLError, OSError) as e:
+        _log(log, f"TLS handshake failed: {e}")
+        return 0
+    try:
+        # each write is one TLS write, sent at once (no buffering to flush)
+        code = serve_one(root, cast(BinaryIO, io.BufferedReader(pipe)), cast(BinaryIO, pipe),
+                         log, bodies)
+        pipe.close_notify()
+    except (ssl.SSLError, OSError) as e:
+        _log(log, f"TLS connection failed: {e}")
+        return 0
+    return code
 
 
 def main(argv: list[str]) -> int:
     opts: dict[str, Path] = {}
-    while len(argv) >= 3 and argv[0] in ("--log", "--bodies"):
-        opts[argv[0]], argv = Path(argv[1]), argv[2:]
+    tls: tuple[Path, Path] | None = None
+    while argv and argv[0] in ("--log", "--bodies", "--tls"):
+        if argv[0] == "--tls" and len(argv) >= 4:
+            tls, argv = (Path(argv[1]), Path(argv[2])), argv[3:]
+        elif argv[0] != "--tls" and len(argv) >= 3:
+            opts[argv[0]], argv = Path(argv[1]), argv[2:]
+        else:
+            return 2
     if len(argv) != 1:
         return 2
-    code = serve_one(Path(argv[0]), sys.stdin.buffer, sys.stdout.buffer, opts.get("--log"),
-                     opts.get("--bodies"))
-    sys.stdout.buffer.flush()
+    if tls is not None:
+        code = serve_tls(Path(argv[0]), tls_context(*tls), sys.stdin.fileno(),
+                         sys.stdout.fileno(), opts.get("--log"), opts.get("--bodies"))
+    else:
+        code = serve_one(Path(argv[0]), sys.stdin.buffer, sys.stdout.buffer,
+                         opts.get("--log"), opts.get("--bodies"))
+        sys.stdout.buffer.flush()
     drain(sys.stdin.buffer)
     return 0 if code == 200 else 1
 
