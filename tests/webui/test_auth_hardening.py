@@ -314,18 +314,23 @@ CRAFTED = {
 
 
 @pytest.mark.parametrize("value", CRAFTED.values(), ids=CRAFTED.keys())
-def test_crafted_cookies_are_refused_before_login(client: TestClient, value: bytes) -> None:
-    cookie = {"cookie": COOKIE.encode() + b"=" + value}
-    assert client.get("/api/version", headers=cookie).status_code == 401
-    assert client.post("/api/vms", json=VM, headers=cookie).status_code == 401
-    r = client.get("/dashboard", headers=cookie, follow_redirects=False)
+@pytest.mark.parametrize("header", ["cookie", "authorization"])
+def test_crafted_cookies_and_tokens_are_refused_before_login(client: TestClient, value: bytes,
+                                                            header: str) -> None:
+    if header == "cookie":
+        headers = {"cookie": COOKIE.encode() + b"=" + value}
+    else:
+        headers = {"authorization": b"ApplianceToken root@pam!x=" + value}
+    assert client.get("/api/version", headers=headers).status_code == 401
+    assert client.post("/api/vms", json=VM, headers=headers).status_code == 401
+    r = client.get("/dashboard", headers=headers, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
-    assert client.get("/login", headers=cookie).status_code == 200
-    r = client.post("/guests/new-vm", data={"csrf_token": "x"}, headers=cookie,
+    assert client.get("/login", headers=headers).status_code == 200
+    r = client.post("/guests/new-vm", data={"csrf_token": "x"}, headers=headers,
                     follow_redirects=False)
     assert r.status_code == 303
-    assert client.post("/logout", headers=cookie, follow_redirects=False).status_code == 303
-    assert console_close_code(client, cookie) == 1008
+    assert client.post("/logout", headers=headers, follow_redirects=False).status_code == 303
+    assert console_close_code(client, headers) == 1008
 
 
 def console_close_code(client: TestClient, headers: dict[str, bytes]) -> int:
