@@ -63,6 +63,13 @@ class Host:
         return GuestStatus(cfg, status, last)
 
     def list_guests(self, kind: GuestType | None = None) -> list[GuestStatus]:
+        # A guest is running only while its pid record (RUN/vm-ID.json,
+        # RUN/ct-ID.json) exists: one listing of RUN spares a failed open per
+        # stopped guest (the web UI lists guests often; see bench/api.py).
+        try:
+            records = set(os.listdir(self.paths.run))
+        except FileNotFoundError:
+            records = set()
         out = []
         for gid in guests.ids(self.paths):
             try:
@@ -70,7 +77,8 @@ class Host:
             except HostError:
                 continue  # removed meanwhile, or unreadable (guest(ID) says why)
             if kind is None or cfg.type == kind:
-                out.append(GuestStatus(cfg, self._status(cfg)))
+                running = f"{cfg.type}-{gid}.json" in records
+                out.append(GuestStatus(cfg, self._status(cfg) if running else "stopped"))
         return out
 
     def templates(self) -> list[templates.TemplateInfo]:

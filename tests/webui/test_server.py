@@ -94,8 +94,12 @@ def test_sigterm_stops_the_server_within_5_s_despite_an_idle_client_and_an_open_
         r = idle.post("/api/vms", json={"name": "term", "template": "testguest",
                                         "memory_mib": 64})
         assert wait_task(idle, r.json()["data"]["task"])["status"] == "OK"
+        listed = idle.get("/api/guests").json()["data"]
+        assert [(g["id"], g["status"]) for g in listed] == [(100, "stopped")]
         r = idle.post("/api/guests/100/start")
         assert wait_task(idle, r.json()["data"]["task"])["status"] == "OK"
+        listed = idle.get("/api/guests").json()["data"]
+        assert [(g["id"], g["status"]) for g in listed] == [(100, "running")]
 
         ctx = ssl.create_default_context()
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
