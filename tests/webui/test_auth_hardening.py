@@ -145,8 +145,9 @@ def test_unknown_and_non_admin_users_take_as_long_as_a_wrong_password(
     # every kind of failure takes at least the configured time ...
     for kind, m in medians.items():
         assert m >= s.min_failure_delay, (kind, medians)
-    # ... and about the same (before: an unknown user 50x faster than a wrong password)
-    assert max(medians.values()) / min(medians.values()) < 1.5, medians
+    # ... and about the same (before: an unknown user 50x faster than a wrong password;
+    # the bound is loose for a busy machine, where PAM's own check may take longer)
+    assert max(medians.values()) / min(medians.values()) < 2, medians
 
 
 def test_an_ipv6_64_is_one_client_and_a_user_is_limited_from_anywhere(
