@@ -62,8 +62,10 @@ def ensure_certificate(paths: HostPaths) -> tuple[Path, Path]:
 
 def parse_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isascii() or not port.isdigit() or not 0 < int(port[:6]) < 65536:
-        raise ApplianceError(f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8006")
+    if (not sep or not port.isascii() or not port.isdigit() or len(port) > 5
+            or not 0 < int(port) < 65536):
+        raise ApplianceError(f"--listen {listen!r:.60}: expected HOST:PORT (port 1 to 65535), "
+                             "e.g. 127.0.0.1:8006")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 

@@ -17,8 +17,10 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from appliance.errors import ApplianceError
 from appliance.host import HostPaths
 from appliance.web.auth import COOKIE, Auth
+from appliance.web.server import parse_listen
 
 from .conftest import Account, Server, login, start_server, stop_server
 
@@ -274,3 +276,12 @@ def test_a_huge_or_foreign_guest_id_in_a_path_is_404(session: TestClient, gid: s
         method = "POST" if path.endswith("/start") else "GET"
         r = session.request(method, path, follow_redirects=False)
         assert r.status_code == 404, (path[:40], r.status_code, r.text[:300])
+
+
+@pytest.mark.parametrize("port", ["²", "١٢", "9" * 5000, "-1", "0", "65536", "80.0", ""],
+                         ids=short)
+def test_a_bad_listen_port_is_a_clear_error(port: str) -> None:
+    with pytest.raises(ApplianceError, match=r"expected HOST:PORT \(port 1 to 65535\)") as e:
+        parse_listen(f"127.0.0.1:{port}")
+    assert len(str(e.value)) < 150
+    assert parse_listen("[::]:8006") == ("::", 8006)
