@@ -134,7 +134,7 @@ def make_config(app: Any, host: str, port: int, crt: Path, key: Path) -> uvicorn
 
     return uvicorn.Config(
         app, host=host, port=port, ssl_certfile=str(crt), ssl_keyfile=str(key),
-        log_level="warning", proxy_headers=False,
+        log_level="warning", access_log=False, proxy_headers=False,
         loop="uvloop", http=LimitedHttpTools, ws="websockets-sansio", ws_max_size=MAX_BODY,
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT)
 
