@@ -142,10 +142,10 @@ async def _ct(ws: WebSocket, argv: list[str]) -> None:
     os.set_blocking(master, False)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes] = asyncio.Queue()
-    reading = True
+    reading, eof = True, False
 
     def readable() -> None:
-        nonlocal reading
+        nonlocal reading, eof
         try:
             data = os.read(master, 4096)
         except BlockingIOError:
@@ -153,7 +153,8 @@ async def _ct(ws: WebSocket, argv: list[str]) -> None:
         except OSError:  # EIO: the console's process has exited
             data = b""
         queue.put_nowait(data)
-        if not data or queue.qsize() >= OUTPUT_CHUNKS:
+        eof = not data
+        if eof or queue.qsize() >= OUTPUT_CHUNKS:
             loop.remove_reader(master)  # at the end, or until the browser catches up
             reading = False
 
@@ -163,7 +164,7 @@ async def _ct(ws: WebSocket, argv: list[str]) -> None:
         nonlocal reading
         while data := await queue.get():
             await ws.send_bytes(data)
-            if not reading and queue.qsize() < OUTPUT_CHUNKS // 2 and proc.poll() is None:
+            if not reading and not eof and queue.qsize() < OUTPUT_CHUNKS // 2:
                 loop.add_reader(master, readable)
                 reading = True
 

@@ -190,3 +190,29 @@ def test_a_paste_into_a_reading_console_arrives_whole(app: Starlette, tmp_path: 
         assert done.wait(timeout=5) and b"DONE" in paster.got, bytes(paster.got[-200:])
     assert out.read_bytes() == data
     assert max(times) < 1.0, times
+
+
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])
+def test_megabytes_of_output_reach_a_slow_browser_whole_and_in_order(
+        app: Starlette, tmp_path: Path, loop: str) -> None:
+    """A browser that lags behind a guest's output gets all of it, in order."""
+    pid_file, count = tmp_path / "pid", 300_000
+    argv = ["sh", "-c", f"echo $$ > {pid_file}; stty -echo; sleep 0.5; seq 1 {count}; "
+            "echo END; exec sleep 600"]
+    app.state.host.console_target = lambda gid: ("command", argv)
+    got = bytearray()
+    with serve_in_thread(app, loop) as url, killed_at_end(pid_file):
+        ws_url = url.replace("http://", "ws://") + "/api/guests/100/console"
+        with connect(ws_url, additional_headers=token_header(app), max_size=None,
+                     close_timeout=1) as ws:
+            time.sleep(3)  # the browser lags: seq has long finished writing
+            deadline = time.monotonic() + 60
+            while b"END" not in got and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    msg = ws.recv(timeout=5)
+                    got += msg if isinstance(msg, bytes) else msg.encode()
+                    time.sleep(0.001)
+            ws.socket.shutdown(socket.SHUT_RDWR)
+    lines = got.decode().split("\r\n")
+    numbers = [int(x) for x in lines if x.isdigit()]
+    assert numbers == list(range(1, count + 1))
