@@ -164,7 +164,7 @@ def serve_in_thread(app: Starlette, loop: str = "auto") -> Iterator[str]:
     import uvicorn
 
     config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
-                            ws="websockets", lifespan="off", loop=loop,
+                            ws="websockets-sansio", lifespan="off", loop=loop,
                             timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
