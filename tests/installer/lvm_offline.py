@@ -45,11 +45,24 @@ def lv_span(image: Path, lv: str, partition: int = 3) -> tuple[int, int]:
     return pv + pe_start + first * extent, count * extent
 
 
+def lv_fstype(image: Path, lv: str = "root") -> str:
+    """The file system type blkid finds on logical volume `lv` (ext4, xfs...)."""
+    offset, length = lv_span(image, lv)
+    out = subprocess.run(["blkid", "-p", "-O", str(offset), "-S", str(length), "-s", "TYPE",
+                          "-o", "value", str(image)], capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
 @contextlib.contextmanager
 def mounted_lv(image: Path, lv: str = "root") -> Iterator[Path]:
+    """The LV mounted read-only, whatever its file system (ext4 or xfs: the
+    type blkid finds is given to mount, which needs it for a loop by offset)."""
     offset, length = lv_span(image, lv)
+    fstype = lv_fstype(image, lv)
+    if fstype not in ("ext4", "xfs"):
+        raise AssertionError(f"{image}: LV {lv} holds {fstype or 'no file system'!r}")
     with tempfile.TemporaryDirectory(prefix="lv-") as mnt:
-        subprocess.run(["mount", "-o", f"ro,loop,offset={offset},sizelimit={length}",
+        subprocess.run(["mount", "-t", fstype, "-o", f"ro,loop,offset={offset},sizelimit={length}",
                         str(image), mnt], check=True)
         try:
             yield Path(mnt)

@@ -2,8 +2,8 @@
 another way; then the installed disk boots on its own.
 
 Every guest NIC is QEMU user networking with restrict=on: nothing leaves this
-machine (the HTTP answer server listens on 127.0.0.1 and is reached only
-through a guestfwd)."""
+machine (the HTTPS answer server is a process QEMU runs per connection,
+reached only through a guestfwd)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from appliance.boot.install_run import Disk, InstallRun, run_installer
 from appliance.installer.prepare_iso import prepare
 
 from .conftest import SSH_KEY, GiB, answer, blank_disk, file_hash
-from .lvm_offline import mounted_lv
+from .lvm_offline import lv_fstype, mounted_lv
 
 pytestmark = pytest.mark.e2e
 
@@ -115,32 +115,56 @@ def test_bios_install_answer_from_partition_static_network(
     assert "vmbr0=10.0.2.77/24" in ipv4.split(","), ipv4
 
 
-def test_install_with_answer_over_http_through_guestfwd_only(
+def self_signed_cert(tmp: Path) -> tuple[Path, Path, str]:
+    """A self-signed certificate and key (openssl req) and its SHA-256
+    fingerprint as openssl prints it: `AA:BB:...` (upper case, colons)."""
+    cert, key = tmp / "answer-cert.pem", tmp / "answer-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=answers.example.test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    out = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-fingerprint",
+                          "-sha256"], check=True, capture_output=True, text=True).stdout
+    fingerprint = out.strip().split("=", 1)[1]
+    assert re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", fingerprint), fingerprint
+    return cert, key, fingerprint
+
+
+def test_install_with_answer_over_https_pinned_through_guestfwd_only_xfs_root(
         installer_iso: Path, tmp_path: Path, root_hash: str) -> None:
-    """The answer server is appliance.boot.httpd, run by QEMU for each guest
-    connection to 10.0.2.100:80 (guestfwd -cmd:): no socket listens on the
-    host, nothing leaves the machine."""
+    """The answer comes over HTTPS from a server with a self-signed
+    certificate, pinned on the ISO by prepare's fingerprint in openssl's
+    `AA:BB:...` form. The server is appliance.boot.httpd --tls, run by QEMU
+    for each guest connection to 10.0.2.100:443 (guestfwd -cmd:, TLS over its
+    stdin/stdout): no socket listens on the host, nothing leaves the
+    machine. The answer asks for an xfs root, which the installed disk has."""
     target = blank_disk(tmp_path / "target.img", 8 * GiB)
     served = tmp_path / "served"
     served.mkdir()
-    answer(served, 'disk-list = ["vda"]', root_hash=root_hash, fqdn="pve-http.example.test",
-           name="answer")
-    bodies = tmp_path / "posted.jsonl"
-    # plain http through QEMU's guestfwd: no TLS end to end here, so the ISO
-    # must say so (without it prepare refuses an http:// URL)
+    ans = answer(served, 'disk-list = ["vda"]', root_hash=root_hash,
+                 fqdn="pve-https.example.test", name="answer")
+    text = ans.read_text()
+    assert 'filesystem = "ext4"\n' in text
+    ans.write_text(text.replace('filesystem = "ext4"\n', 'filesystem = "xfs"\n'))
+    cert, key, fingerprint = self_signed_cert(tmp_path)
+    bodies, http_log = tmp_path / "posted.jsonl", tmp_path / "https.log"
+    # no allow_insecure: the installer must verify the pin to get its answer
     iso = prepare(installer_iso, tmp_path / "auto.iso", "http",
-                  url="http://10.0.2.100/answer", allow_insecure=True)
-    serve = (f"{sys.executable} -m appliance.boot.httpd --log {tmp_path / 'http.log'} "
-             f"--bodies {bodies} {served}")
-    run = install(iso, [Disk(target, "HTTPDISK")], firmware="bios",
-                        nic=f",guestfwd=tcp:10.0.2.100:80-cmd:{serve}", workdir=tmp_path)
-    print(f"install (answer over HTTP): {run.seconds}s")
+                  url="https://10.0.2.100/answer", fingerprint=fingerprint)
+    serve = (f"{sys.executable} -m appliance.boot.httpd --log {http_log} --bodies {bodies} "
+             f"--tls {cert} {key} {served}")
+    run = install(iso, [Disk(target, "HTTPSDISK")], firmware="bios",
+                  nic=f",guestfwd=tcp:10.0.2.100:443-cmd:{serve}", workdir=tmp_path)
+    print(f"install (answer over HTTPS, pinned; xfs root): {run.seconds}s")
     assert run.ok, f"{run.failure}\n{show(run.text())}"
+    assert "200 /answer" in http_log.read_text(), http_log.read_text()
     posted = [json.loads(line) for line in bodies.read_text().splitlines() if line]
     assert posted, "the installer did not POST to the answer server"
     assert MAC in [n["mac"] for n in posted[0]["network_interfaces"]]
+    assert lv_fstype(target) == "xfs"
     with mounted_lv(target) as root:
-        assert (root / "etc/hostname").read_text() == "pve-http\n"
+        assert (root / "etc/hostname").read_text() == "pve-https\n"
+        fstab = (root / "etc/fstab").read_text()
+        assert re.search(r"^\S+\s+/\s+xfs\s", fstab, re.M), fstab
 
 
 def test_filter_matching_nothing_stops_before_touching_any_disk(
