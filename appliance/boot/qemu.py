@@ -134,13 +134,16 @@ def _netboot(spec: BootSpec, http_log: Path) -> list[str]:
 
 
 def command(spec: BootSpec, accel: str, serial_log: Path, vars_copy: Path,
-            http_log: Path | None = None, nic_mac: str | None = None) -> list[str]:
+            http_log: Path | None = None, nic_mac: str | None = None,
+            boot_check: bool = True) -> list[str]:
+    """`boot_check=False`: no boot-check flag in the SMBIOS serial number, so
+    GRUB boots its default entry after its timeout, as on any machine."""
     argv = [
         QEMU, "-nodefaults", "-display", "none", "-no-reboot",
         "-machine", "q35", "-m", str(spec.memory_mib), "-smp", str(spec.smp),
         "-accel", accel, "-cpu", "max" if accel == "tcg" else "host",
         "-serial", f"file:{serial_log}",
-        "-smbios", f"type=1,serial={CHECK_FLAG}",
+        *(["-smbios", f"type=1,serial={CHECK_FLAG}"] if boot_check else []),
         *fw.qemu_args(spec.firmware, vars_copy),
     ]
     if spec.kind == "netboot":
