@@ -12,7 +12,7 @@ from .conftest import DATA, UNSET, answer_text
 
 
 def rejected(text: str) -> AnswerError:
-    with pytest.raises(AnswerError) as exc:
+    with pytest.raises(AnswerError) as exc:  # noqa: PT011 (callers check the message)
         parse_answer(text, "answer.toml")
     return exc.value
 

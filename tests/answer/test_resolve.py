@@ -23,7 +23,7 @@ def plan_for(write_answer: Any, machine: Machine, **changes: Any) -> Any:
 
 
 def refused(write_answer: Any, machine: Machine, **changes: Any) -> AnswerError:
-    with pytest.raises(AnswerError) as exc:
+    with pytest.raises(AnswerError) as exc:  # noqa: PT011 (callers check the message)
         plan_for(write_answer, machine, **changes)
     return exc.value
 
@@ -296,7 +296,7 @@ def test_installer_refuses_zfs_and_btrfs_plans_for_now(write_answer: Any, lab: M
     require_installable(plan_for(write_answer, lab))  # ext4: fine
     plan = plan_for(write_answer, lab, disk_setup__filesystem="btrfs",
                     disk_setup__disk_list=["sda", "sdb"], disk_setup__btrfs={"raid": "raid1"})
-    with pytest.raises(AnswerError) as exc:
+    with pytest.raises(AnswerError) as exc:  # noqa: PT011 (key and reason: below)
         require_installable(plan)
     assert exc.value.key == "disk-setup.btrfs.raid"
     assert "btrfs (RAID1) is not supported by the installer yet" in exc.value.reason

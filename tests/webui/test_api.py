@@ -39,9 +39,10 @@ def test_pages_and_console_refuse_without_auth(client: TestClient) -> None:
         assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
     from starlette.websockets import WebSocketDisconnect
 
-    with pytest.raises(WebSocketDisconnect), \
-            client.websocket_connect("/api/guests/100/console") as ws:
+    with pytest.raises(WebSocketDisconnect) as e, \
+            client.websocket_connect("/api/guests/100/console") as ws:  # noqa: PT011
         ws.receive_bytes()
+    assert e.value.code == 1008, "a console without a login closes as a policy violation"
 
 
 def test_login_sets_a_secure_http_only_same_site_ticket_cookie(client: TestClient,
@@ -222,7 +223,7 @@ def test_console_from_another_origin_is_refused(session: TestClient) -> None:
     headers = {"cookie": f"{COOKIE}={session.cookies[COOKIE]}",
                "origin": "https://elsewhere.invalid"}
     with pytest.raises(WebSocketDisconnect) as e, \
-            session.websocket_connect("/api/guests/130/console", headers=headers) as ws:
+            session.websocket_connect("/api/guests/130/console", headers=headers) as ws:  # noqa: PT011
         ws.receive_bytes()
     assert e.value.code == 1008
 
