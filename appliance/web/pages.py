@@ -70,7 +70,8 @@ def make_pages(templates: Jinja2Templates,
 
     async def login_get(request: Request) -> Response:
         ctx = make_ctx(request)
-        if ctx.identity is not None:
+        # pages need a ticket: a token client gets the form (no redirect loop)
+        if ctx.identity is not None and ctx.identity.via == "ticket":
             return RedirectResponse("/dashboard", status_code=303)
         return render(request, ctx, "login.html", next=request.query_params.get("next", ""))
 

@@ -101,6 +101,10 @@ def test_api_token_works_its_secret_is_shown_once_and_stored_hashed(
     assert fresh.post("/api/vms", json=VM, headers=token).status_code == 200
     wrong = {"Authorization": f"ApplianceToken {made['tokenid']}=nope"}
     assert fresh.get("/api/guests", headers=wrong).status_code == 401
+    # pages are for tickets: a token client is shown the login form, not sent
+    # round between /login and /dashboard
+    r = fresh.get("/login", headers=token, follow_redirects=False)
+    assert r.status_code == 200 and 'name="password"' in r.text, r.headers
     # a token cannot make more tokens
     assert fresh.post("/api/access/tokens", json={"name": "x"}, headers=token).status_code == 403
     assert session.delete("/api/access/tokens/ci").status_code == 200
