@@ -38,15 +38,20 @@ class Account:
     group: str
 
 
+def add_user(acct: Account) -> None:
+    """A local user without a home or a shell, in the account's group."""
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", "-G", acct.group, acct.name],
+                   check=True)
+    subprocess.run(["chpasswd"], input=f"{acct.name}:{acct.password}", text=True, check=True)
+
+
 @pytest.fixture(scope="session")
 def account() -> Iterator[Account]:
     """A local user in a fresh admin group, with a random password."""
     suffix = secrets.token_hex(3)
     acct = Account(f"appltest{suffix}", secrets.token_urlsafe(12), f"appladm{suffix}")
     subprocess.run(["groupadd", acct.group], check=True)
-    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", "-G", acct.group, acct.name],
-                   check=True)
-    subprocess.run(["chpasswd"], input=f"{acct.name}:{acct.password}", text=True, check=True)
+    add_user(acct)
     try:
         yield acct
     finally:
@@ -58,9 +63,7 @@ def account() -> Iterator[Account]:
 def other_admin(account: Account) -> Iterator[Account]:
     """One more member of the admin group, for tests that change the account."""
     acct = Account(f"appltest{secrets.token_hex(3)}", secrets.token_urlsafe(12), account.group)
-    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", "-G", acct.group, acct.name],
-                   check=True)
-    subprocess.run(["chpasswd"], input=f"{acct.name}:{acct.password}", text=True, check=True)
+    add_user(acct)
     try:
         yield acct
     finally:

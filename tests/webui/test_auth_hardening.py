@@ -214,16 +214,22 @@ def test_a_ticket_is_refused_after_logout_and_after_a_restart(
         assert again.get("/api/version", cookies={COOKIE: ticket}).status_code == 401
 
 
+def ticket_and_token(c: TestClient, admin: Account) -> tuple[str, dict[str, str]]:
+    """Log in, make an API token; the client keeps no cookie afterwards.
+    Returns the ticket and the token's Authorization header."""
+    csrf = login(c, admin)
+    ticket = c.cookies[COOKIE]
+    made = c.post("/api/access/tokens", json={"name": "ci"},
+                  headers={CSRF_HEADER: csrf}).json()["data"]
+    c.cookies.clear()
+    return ticket, {"Authorization": f"ApplianceToken {made['tokenid']}={made['secret']}"}
+
+
 def test_leaving_the_admin_group_ends_tickets_and_tokens(
         web_paths: HostPaths, settings: AuthSettings, other_admin: Account) -> None:
     s = replace(settings, account_cache=1.0)
     with TestClient(make_app(web_paths, s), base_url="https://testserver") as c:
-        csrf = login(c, other_admin)
-        ticket = c.cookies[COOKIE]
-        made = c.post("/api/access/tokens", json={"name": "ci"},
-                      headers={CSRF_HEADER: csrf}).json()["data"]
-        token = {"Authorization": f"ApplianceToken {made['tokenid']}={made['secret']}"}
-        c.cookies.clear()
+        ticket, token = ticket_and_token(c, other_admin)
         assert c.get("/api/version", cookies={COOKIE: ticket}).status_code == 200
         assert c.get("/api/version", headers=token).status_code == 200
         subprocess.run(["gpasswd", "-d", other_admin.name, other_admin.group], check=True,
@@ -243,12 +249,7 @@ def test_a_password_change_ends_tickets_but_not_tokens(
         web_paths: HostPaths, settings: AuthSettings, other_admin: Account) -> None:
     s = replace(settings, account_cache=0)
     with TestClient(make_app(web_paths, s), base_url="https://testserver") as c:
-        csrf = login(c, other_admin)
-        ticket = c.cookies[COOKIE]
-        made = c.post("/api/access/tokens", json={"name": "ci"},
-                      headers={CSRF_HEADER: csrf}).json()["data"]
-        token = {"Authorization": f"ApplianceToken {made['tokenid']}={made['secret']}"}
-        c.cookies.clear()
+        ticket, token = ticket_and_token(c, other_admin)
         assert c.get("/api/version", cookies={COOKIE: ticket}).status_code == 200
         new = secrets.token_urlsafe(12)
         subprocess.run(["chpasswd"], input=f"{other_admin.name}:{new}", text=True, check=True)
