@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.errors import ApplianceError
+from appliance.errors import InstallerError
 from appliance.installer.layout import BIOS_BOOT, GUESTS_LV, VG_NAME, Layout, MiB
 from appliance.installer.plan import DiskIdentity
 from appliance.outputs.disk import Layout as DiskLayout
@@ -20,10 +20,8 @@ from appliance.outputs.disk import partition
 from appliance.runner import run
 
 
-class DiskError(ApplianceError):
+class DiskError(InstallerError):
     """The target disk cannot be prepared."""
-
-    exit_code = 6
 
 
 @dataclass(frozen=True)

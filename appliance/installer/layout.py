@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.answer.parse import MIN_DISK_GIB
-from appliance.errors import ApplianceError
+from appliance.errors import InstallerError
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -33,10 +33,8 @@ GUESTS_LV = "guests"
 GUESTS_MOUNT = "/var/lib/appliance"  # appliance.host.store.DEFAULT_STATE
 
 
-class LayoutError(ApplianceError):
+class LayoutError(InstallerError):
     """The disk cannot hold the layout the answer asks for."""
-
-    exit_code = 6
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import tomli_w
 
-from appliance.errors import ApplianceError
+from appliance.errors import InstallerError
 from appliance.installer.source import MODES, normalize_fingerprint
 from appliance.runner import require_tools, run
 
 
-class PrepareError(ApplianceError):
-    exit_code = 6
+class PrepareError(InstallerError):
+    """The installer ISO cannot be made unattended."""
 
 
 def validate_answer(answer: Path, allow_insecure: bool = False) -> None:

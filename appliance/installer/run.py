@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from appliance.errors import ApplianceError
+from appliance.errors import InstallerError
 from appliance.installer import bootloader, disk, files, hooks, layout, target
 from appliance.installer.plan import Plan
 from appliance.runner import run
@@ -37,10 +37,8 @@ OK_MARKER = "APPLIANCE-INSTALL: OK"
 FAIL_MARKER = "APPLIANCE-INSTALL: FAILED"
 
 
-class InstallError(ApplianceError):
+class InstallError(InstallerError):
     """The install stopped."""
-
-    exit_code = 6
 
 
 @dataclass

@@ -43,7 +43,7 @@ from typing import Any
 
 from appliance.answer.keys import normalize_fingerprint as canonical_fingerprint
 from appliance.answer.parse import MAX_ANSWER_BYTES
-from appliance.errors import ApplianceError
+from appliance.errors import InstallerError
 from appliance.runner import run
 
 log = logging.getLogger("appliance.install")
@@ -65,10 +65,8 @@ INSECURE_HINT = ("use https:// (with cert-fingerprint, or a certificate a truste
                  "or make the ISO with `appliance prepare-iso --allow-insecure`")
 
 
-class SourceError(ApplianceError):
+class SourceError(InstallerError):
     """The answer cannot be fetched."""
-
-    exit_code = 6
 
 
 @dataclass(frozen=True)
