@@ -86,7 +86,7 @@ def test_boot_test_rejects_image_with_failing_unit(broken_build: engine.BuildRes
         [sys.executable, "-m", "appliance", "boot-test", str(iso), "--timeout", str(TIMEOUT)],
         capture_output=True, text=True, check=False,
     )
-    assert proc.returncode == 5, proc.stderr
+    assert proc.returncode == 8, proc.stderr  # BootError
     assert "FAIL test-boot-broken.iso" in proc.stderr
     assert "failed units: appliance-broken.service" in proc.stderr
     assert "APPLIANCE-BOOT-CHECK state=degraded failed=appliance-broken.service" in proc.stderr

@@ -242,12 +242,12 @@ def test_cli_lists_and_refuses_bad_input_without_traceback(full_host: Host) -> N
         (100, "c1", "stopped")]
     r = subprocess.run([*base, "ct", "create", "--name", "bad name", "--template", "debian"],
                        env=env_of(host), capture_output=True, text=True, timeout=60)
-    assert r.returncode == 6
+    assert r.returncode == 15  # HostError
     assert r.stderr.startswith("appliance: error: name: 'bad name' is not valid")
     assert "Traceback" not in r.stderr
     r = subprocess.run([*base, "vm", "start", "100"], env=env_of(host), capture_output=True,
                        text=True, timeout=60)
-    assert r.returncode == 6 and "guest 100 is not a VM" in r.stderr
+    assert r.returncode == 15 and "guest 100 is not a VM" in r.stderr
     r = subprocess.run([*base, "task", "list"], env=env_of(host), capture_output=True,
                        text=True, timeout=60)
     assert "ctcreate" in r.stdout and "OK" in r.stdout

@@ -27,14 +27,14 @@ def test_not_a_bzimage_is_a_clear_error(tmp_path: Path) -> None:
     bogus = tmp_path / "vmlinuz"
     bogus.write_bytes(b"\0" * 4096)
     r = appliance("--kernel", str(bogus))
-    assert r.returncode == 5
+    assert r.returncode == 9  # VmmError
     assert r.stderr.startswith(f"appliance: error: {bogus}: not a bzImage")
     assert "Traceback" not in r.stderr
 
 
 def test_missing_kvm_device_is_a_clear_error(debian_kernel: Path, tmp_path: Path) -> None:
     r = appliance("--kernel", str(debian_kernel), "--kvm", str(tmp_path / "kvm"))
-    assert r.returncode == 5
+    assert r.returncode == 9  # VmmError
     assert "cannot open" in r.stderr and "No such file or directory" in r.stderr
 
 
@@ -110,7 +110,7 @@ def test_console_socket_is_served_while_running_and_removed_after(
 
 def test_missing_disk_image_is_a_clear_error(debian_kernel: Path, tmp_path: Path) -> None:
     r = appliance("--kernel", str(debian_kernel), "--disk", str(tmp_path / "none.img"))
-    assert r.returncode == 5
+    assert r.returncode == 9  # VmmError
     assert f"disk {tmp_path / 'none.img'}: No such file or directory" in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -119,13 +119,13 @@ def test_bad_disk_option_is_a_clear_error(debian_kernel: Path, tmp_path: Path) -
     img = tmp_path / "d.img"
     img.write_bytes(b"\0" * 4096)
     r = appliance("--kernel", str(debian_kernel), "--disk", f"{img},fast")
-    assert r.returncode == 5
+    assert r.returncode == 9  # VmmError
     assert "unknown option 'fast' (known: ro, rw)" in r.stderr
 
 
 def test_missing_tap_is_a_clear_error_before_the_guest_starts(debian_kernel: Path) -> None:
     r = appliance("--kernel", str(debian_kernel), "--net", "nosuchtap0", "--json")
-    assert r.returncode == 5
+    assert r.returncode == 9  # VmmError
     assert "TAP nosuchtap0 does not exist" in r.stderr
     assert r.stdout == ""
 
