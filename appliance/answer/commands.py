@@ -1,4 +1,4 @@
-"""What `appliance answer validate|resolve|keys` do; cli.py only parses arguments."""
+"""What `appliance answer validate|resolve|keys` do; appliance.cli only parses arguments."""
 
 from __future__ import annotations
 

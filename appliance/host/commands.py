@@ -1,4 +1,4 @@
-"""What `appliance vm|ct|task|template ...` do (cli.py parses and calls these)."""
+"""What `appliance vm|ct|task|template ...` do (appliance.cli parses and calls these)."""
 
 from __future__ import annotations
 

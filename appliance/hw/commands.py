@@ -1,4 +1,4 @@
-"""What the `detect`, `device-info` and `device-match` commands do; cli.py
+"""What the `detect`, `device-info` and `device-match` commands do; appliance.cli
 only parses their arguments."""
 
 from __future__ import annotations
