@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from appliance import procfs
 from appliance.errors import HostError
 from appliance.host.store import HostPaths, read_toml, write_toml
 
@@ -32,11 +33,10 @@ GuestType = Literal["vm", "ct"]
 
 
 def host_memory_mib() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
-    raise HostError("cannot read MemTotal from /proc/meminfo", 500)
+    total = procfs.meminfo().get("MemTotal")
+    if total is None:
+        raise HostError("cannot read MemTotal from /proc/meminfo", 500)
+    return total // 2**20
 
 
 def host_cpus() -> int:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from appliance import procfs
 from appliance.errors import HostError
 from appliance.host import ct, guests, templates, vm
 from appliance.host.guests import GuestConfig, GuestType
@@ -204,11 +205,7 @@ def host_summary(paths: HostPaths) -> dict[str, Any]:
         cached = (now, detect(inventory=False).to_json())
         _DETECT_CACHE["report"] = cached
     report = cached[1]
-    mem: dict[str, int] = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            mem[key] = int(rest.split()[0]) * 1024
+    mem = procfs.meminfo()
     st = os.statvfs(paths.state)
     load1, load5, load15 = os.getloadavg()
     return {

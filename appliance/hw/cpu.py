@@ -14,6 +14,7 @@ in for this one:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance import procfs
 from appliance.errors import HardwareError
 
 Regs = tuple[int, int, int, int]
@@ -265,13 +267,8 @@ def read_cpuinfo(root: Path) -> CpuInfo:
     sockets = {p.get("physical id", "0") for p in processors}
     cores = {(p.get("physical id", "0"), p.get("core id", p["processor"])) for p in processors}
     memory = 0
-    try:
-        for line in (root / "proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = int(line.split()[1]) * 1024
-                break
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        memory = procfs.meminfo(root / "proc/meminfo").get("MemTotal", 0)
     return CpuInfo(
         vendor=first.get("vendor_id", ""),
         model=first.get("model name", ""),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from appliance import procfs
 from appliance.errors import InstallerError
 from appliance.installer import bootloader, disk, files, hooks, layout, target
 from appliance.installer.plan import Plan
@@ -54,11 +55,8 @@ class Console:
         log.info("%s", text)
 
 
-def memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
-    for line in meminfo.read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return 0
+def memory_bytes(meminfo: Path = procfs.MEMINFO) -> int:
+    return procfs.meminfo(meminfo).get("MemTotal", 0)
 
 
 def disk_bytes(dev: str) -> int:
