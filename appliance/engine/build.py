@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from appliance.digest import sha256_file
 from appliance.engine import finalize, mounts
 from appliance.engine.cache import Cache, step_id
 from appliance.engine.context import OutputContext, StepContext
@@ -88,9 +89,6 @@ def _options_for_key(spec: StepSpec) -> dict[str, Any]:
     return out
 
 
-FINALIZE_SPEC_OPTIONS: dict[str, Any] = {}
-
-
 def plan(recipe: Recipe, cache: Cache | None) -> list[PlannedStep]:
     """Every step with its chained id and whether the cache has it."""
     steps: list[PlannedStep] = []
@@ -137,14 +135,6 @@ def _check_tools(recipe: Recipe, outputs: list[Any]) -> None:
     for o in outputs:
         tools.update(getattr(registry.output(o.type), "TOOLS", ()))
     require_tools(*sorted(tools), why=f"to build {recipe.path.name}")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _place(src: Path, dest: Path) -> None:
@@ -274,7 +264,7 @@ def build(
                     is_file = dest.is_file()
                     result.products.append(Product(
                         o.type, dest, dest.stat().st_size if is_file else 0,
-                        _sha256(dest) if is_file else None,
+                        sha256_file(dest) if is_file else None,
                     ))
                 progress.finish("written")
     result.seconds = time.monotonic() - t_start

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
+from appliance.digest import sha256_file
 from appliance.engine.context import StepContext
 from appliance.recipe.model import Recipe
 from appliance.recipe.schema import OptionError
@@ -16,14 +16,6 @@ from appliance.recipe.schema import OptionError
 def source_path(recipe: Recipe, source: str) -> Path:
     p = Path(source)
     return p if p.is_absolute() else recipe.templates_dir / p
-
-
-def hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def hash_tree(root: Path) -> list[Any]:
@@ -39,7 +31,7 @@ def hash_tree(root: Path) -> list[Any]:
             if stat.S_ISLNK(st.st_mode):
                 out.append([os.path.join(rel, f), "link", os.readlink(p)])
             else:
-                out.append([os.path.join(rel, f), oct(st.st_mode & 0o111), hash_file(p)])
+                out.append([os.path.join(rel, f), oct(st.st_mode & 0o111), sha256_file(p)])
     return out
 
 

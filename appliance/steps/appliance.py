@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from appliance import paths
+from appliance.digest import sha256_file
 from appliance.engine.context import StepContext, resolve_in_tree
 from appliance.errors import BuildError
 from appliance.recipe.model import Recipe
 from appliance.recipe.schema import Option, OptionError, Table, string_list
-from appliance.steps import _common
 
 NAME = "appliance"
 VERSION = 1
@@ -87,7 +87,7 @@ def validate(options: dict[str, Any], recipe: Recipe) -> None:
 def cache_inputs(options: dict[str, Any], recipe: Recipe) -> Any:
     root = project_root()
     files = _files(root, (*SOURCES, RUNTIME_LOCK, *options["data"]))
-    return [[str(f.relative_to(root)), _common.hash_file(f)] for f in files]
+    return [[str(f.relative_to(root)), sha256_file(f)] for f in files]
 
 
 def _tree_python(ctx: StepContext) -> str:

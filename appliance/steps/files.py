@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from appliance.digest import sha256_file
 from appliance.engine.context import StepContext
 from appliance.recipe.model import Recipe
 from appliance.recipe.schema import (
@@ -67,7 +68,7 @@ def cache_inputs(options: dict[str, Any], recipe: Recipe) -> Any:
     return {
         "overlay": [_common.hash_tree(_common.source_path(recipe, d)) for d in options["overlay"]],
         "files": [
-            _common.hash_file(_common.source_path(recipe, f["source"])) if f["source"] else None
+            sha256_file(_common.source_path(recipe, f["source"])) if f["source"] else None
             for f in options["files"]
         ],
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from appliance.digest import sha256_file
 from appliance.engine.context import StepContext
 from appliance.recipe.model import Recipe
 from appliance.recipe.schema import Option, OptionError, Table, string, string_list
@@ -35,7 +36,7 @@ def validate(options: dict[str, Any], recipe: Recipe) -> None:
 
 def cache_inputs(options: dict[str, Any], recipe: Recipe) -> Any:
     if options["script"]:
-        return _common.hash_file(_common.source_path(recipe, options["script"]))
+        return sha256_file(_common.source_path(recipe, options["script"]))
     return None
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from appliance.digest import sha256_file
 from appliance.engine import build as engine
-from appliance.steps._common import hash_file
 
 from ..conftest import require_root
 
@@ -43,7 +43,7 @@ def blank_disk(path: Path, size: int) -> Path:
 
 
 def file_hash(path: Path) -> str:
-    return hash_file(path)
+    return sha256_file(path)
 
 
 def answer(tmp: Path, disk_filter: str, network: str = 'source = "from-dhcp"',
