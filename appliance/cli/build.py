@@ -5,18 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from appliance import keyvalue
 from appliance.cli.output import emit
 from appliance.errors import ApplianceError
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ApplianceError(f"--set {item!r}: expected KEY=VALUE")
-        out[key.strip()] = value
-    return out
+    return keyvalue.parse_items(
+        items, lambda item: ApplianceError(f"--set {item!r}: expected KEY=VALUE"))
 
 
 def _add_recipe_args(p: argparse.ArgumentParser, optional: bool) -> None:

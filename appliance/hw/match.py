@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
+from appliance import keyvalue
 from appliance.errors import HardwareError
 
 MatchMode = Literal["any", "all"]
@@ -174,10 +175,5 @@ def match_devices(
 
 def parse_filters(items: Iterable[str]) -> dict[str, str]:
     """Parse command-line `KEY=GLOB` items into a filter dict."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise HardwareError(f"filter {item!r}: expected KEY=GLOB, e.g. 'ID_SERIAL=*SAMSUNG*'")
-        out[key.strip()] = value
-    return out
+    return keyvalue.parse_items(items, lambda item: HardwareError(
+        f"filter {item!r}: expected KEY=GLOB, e.g. 'ID_SERIAL=*SAMSUNG*'"))
