@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
 MEMORY_MIB = 256
 CMDLINE = "console=ttyS0 reboot=k panic=-1 acpi=off pci=conf1 i8042.noaux i8042.nomux quiet"
@@ -86,16 +83,9 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--size-mib", type=int, default=256)
     args = p.parse_args()
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root))
-    from tests.vmm import testhost
+    from _nested import nested_host
 
-    kernels = sorted(Path("/boot").glob("vmlinuz-*-amd64"), key=os.path.getmtime)
-    if not kernels:
-        raise SystemExit("no /boot/vmlinuz-*-amd64: run ./run setup")
-    kernel = kernels[-1]
-    with tempfile.TemporaryDirectory(prefix="virtio-blk-bench-") as tmp:
-        work = Path(tmp)
+    with nested_host("virtio-blk-bench-") as (testhost, kernel, work):
         l2 = testhost.build_l2_busybox_initramfs(
             work, kernel, ("virtio_pci", "virtio_blk"), L2_SCRIPT, "l2-bench"
         )

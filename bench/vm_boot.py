@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -194,16 +192,9 @@ def inside(runs: int, cmdline: str, marker: str, cpus: int) -> dict[str, object]
 
 
 def outside(runs: int, cpus: int) -> dict[str, object]:
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root))
-    from tests.vmm import testhost
+    from _nested import nested_host  # not at the top: this file also runs inside L1, alone
 
-    kernels = sorted(Path("/boot").glob("vmlinuz-*-amd64"), key=os.path.getmtime)
-    if not kernels:
-        raise SystemExit("no /boot/vmlinuz-*-amd64: run ./run setup")
-    kernel = kernels[-1]
-    with tempfile.TemporaryDirectory(prefix="vm-boot-bench-") as tmp:
-        work = Path(tmp)
+    with nested_host("vm-boot-bench-") as (testhost, kernel, work):
         l2 = testhost.build_l2_initramfs(work)
         script = (
             f"python3 /bench/vm_boot.py --inside --runs {runs} --cpus {cpus} "
