@@ -36,12 +36,12 @@ from appliance.errors import HostError
 from appliance.host.guests import GuestConfig
 from appliance.host.store import (
     HostPaths,
-    alive,
     atomic_write,
     locked,
     process_start_time,
     read_in_root,
     read_json,
+    recorded_pid,
     write_in_root,
     write_json,
 )
@@ -89,12 +89,7 @@ def _record(paths: HostPaths, guest_id: int) -> Path:
 
 
 def init_pid(paths: HostPaths, guest_id: int) -> int | None:
-    try:
-        data = read_json(_record(paths, guest_id))
-    except (FileNotFoundError, ValueError):
-        return None
-    pid, start = int(data.get("pid", 0)), data.get("pid_start")
-    return pid if isinstance(start, int) and alive(pid, start) else None
+    return recorded_pid(_record(paths, guest_id))
 
 
 def status(paths: HostPaths, guest_id: int) -> str:

@@ -165,6 +165,18 @@ def alive(pid: int, start_time: int) -> bool:
     return pid > 0 and process_start_time(pid) == start_time
 
 
+def recorded_pid(record: Path) -> int | None:
+    """The pid in a JSON record `{"pid": ..., "pid_start": ...}` (a VM's or a
+    container's) if that process still runs; None when the record is missing
+    or unreadable or its process has gone."""
+    try:
+        data = read_json(record)
+    except (FileNotFoundError, ValueError):
+        return None
+    pid, start = int(data.get("pid", 0)), data.get("pid_start")
+    return pid if isinstance(start, int) and alive(pid, start) else None
+
+
 # --- files inside a guest's root file system ---------------------------------
 # A container's tree comes from a template nobody vouched for: any name in it
 # may be a symbolic link to a host file. These open every component relative

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from appliance.errors import HostError
 from appliance.host.guests import Disk, GuestConfig
-from appliance.host.store import HostPaths, alive, read_json
+from appliance.host.store import HostPaths, read_json, recorded_pid
 from appliance.host.tasks import TaskLog
 from appliance.host.templates import vm_template
 
@@ -58,13 +58,7 @@ def make_tap(guest_id: int, bridge: str) -> str:
 
 def pid_of(paths: HostPaths, guest_id: int) -> int | None:
     """The pid of the VM's process if it is running."""
-    record, _, _ = run_files(paths, guest_id)
-    try:
-        data = read_json(record)
-    except (FileNotFoundError, ValueError):
-        return None
-    pid, start = int(data.get("pid", 0)), data.get("pid_start")
-    return pid if isinstance(start, int) and alive(pid, start) else None
+    return recorded_pid(run_files(paths, guest_id)[0])
 
 
 def status(paths: HostPaths, guest_id: int) -> str:
