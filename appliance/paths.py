@@ -1,4 +1,5 @@
-"""Where the project's data lives: recipes, templates, web UI."""
+"""Where the project's data lives: recipes, templates, web UI; and where an
+installed host keeps its guests (the state root)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,6 @@ def templates_dir() -> Path:
 
 DEFAULT_RECIPE = "installer.toml"
 DEFAULT_CACHE_DIR = Path("/var/cache/appliance")
+# The host layer's state root (guests' disks, templates; appliance.host.store),
+# on an installed system the mount point of the installer's guests volume.
+STATE_DIR = Path("/var/lib/appliance")

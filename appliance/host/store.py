@@ -25,21 +25,21 @@ from typing import Any
 import tomli_w
 
 from appliance.errors import HostError
+from appliance.paths import STATE_DIR
 
 DEFAULT_ETC = Path("/etc/appliance")
-DEFAULT_STATE = Path("/var/lib/appliance")
 
 
 @dataclass(frozen=True)
 class HostPaths:
     etc: Path = DEFAULT_ETC
-    state: Path = DEFAULT_STATE
+    state: Path = STATE_DIR
 
     @classmethod
     def from_env(cls) -> HostPaths:
         return cls(
             etc=Path(os.environ.get("APPLIANCE_ETC_DIR", DEFAULT_ETC)),
-            state=Path(os.environ.get("APPLIANCE_STATE_DIR", DEFAULT_STATE)),
+            state=Path(os.environ.get("APPLIANCE_STATE_DIR", STATE_DIR)),
         )
 
     @property

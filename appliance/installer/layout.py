@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from appliance.answer.parse import MIN_DISK_GIB
 from appliance.errors import InstallerError
+from appliance.paths import STATE_DIR
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -30,7 +31,7 @@ MIN_DATA = 4 * GiB
 MAX_ROOT_DEFAULT = 96 * GiB  # hdsize/4, at most this, unless `maxroot` says otherwise
 VG_NAME = "appliance"
 GUESTS_LV = "guests"
-GUESTS_MOUNT = "/var/lib/appliance"  # appliance.host.store.DEFAULT_STATE
+GUESTS_MOUNT = str(STATE_DIR)  # the guests volume holds the host layer's state root
 
 
 class LayoutError(InstallerError):

@@ -18,6 +18,7 @@ from typing import Any
 
 from appliance.engine.context import StepContext
 from appliance.errors import ApplianceError, BuildError
+from appliance.paths import STATE_DIR
 from appliance.recipe.model import Recipe
 from appliance.recipe.schema import REQUIRED, Option, OptionError, Table, string
 
@@ -29,11 +30,10 @@ HELP = (
     "Build another recipe (with the same build cache) and install its output into the "
     "image as a guest template of the host: kind \"ct\" takes the recipe's [outputs.tar] "
     "(container root file system), kind \"vm\" its [outputs.rootfs] (kernel, initramfs, "
-    "root disk). Installed under /var/lib/appliance/templates."
+    f"root disk). Installed under {STATE_DIR}/templates."
 )
 
 KIND_OUTPUT = {"ct": "tar", "vm": "rootfs"}
-STATE_DIR = "/var/lib/appliance"
 
 OPTIONS = Table((
     Option("recipe", string(), REQUIRED, "the recipe to build (a path relative to this "
@@ -117,7 +117,7 @@ def run(ctx: StepContext) -> None:
         for line in progress.getvalue().splitlines():
             log.info("  %s: %s", sub.name, line.strip())
     made = {p.path.name: p.path for p in result.products}
-    host = HostPaths(etc=ctx.path("/etc/appliance"), state=ctx.path(STATE_DIR))
+    host = HostPaths(etc=ctx.path("/etc/appliance"), state=ctx.path(str(STATE_DIR)))
     try:
         if kind == "ct":
             tarball = next(p for p in made.values() if p.name.endswith(".tar.zst"))
