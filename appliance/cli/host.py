@@ -78,6 +78,11 @@ def add_guest_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
         p.add_argument("--password-file", metavar="FILE", help="root password (first line)")
         p.add_argument("--ssh-key-file", action="append", metavar="FILE",
                        help="SSH public keys for root (repeatable)")
+        p.add_argument("--pids", type=int, metavar="N",
+                       help="most processes and threads inside (default 4096)")
+        p.add_argument("--privileged", action="store_true",
+                       help="root inside is root on the host (unprivileged = 0); default: "
+                       "unprivileged, with its own range of host ids")
     p.add_argument("--json", action="store_true", help="print the new guest as JSON")
     p.set_defaults(func=cmd_guest_create, kind=kind)
     for action, hlp in (("start", "start"), ("shutdown", "stop cleanly"),

@@ -67,6 +67,10 @@ def create_request(args: Any, kind: str) -> dict[str, Any]:
             keys += [ln.strip() for ln in Path(f).read_text().splitlines() if ln.strip()]
         if keys:
             req["ssh_keys"] = keys
+        if args.pids is not None:
+            req["pids"] = args.pids
+        if args.privileged:
+            req["unprivileged"] = 0
     return req
 
 

@@ -13,6 +13,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -248,6 +249,17 @@ def test_cli_lists_and_refuses_bad_input_without_traceback(full_host: Host) -> N
     r = subprocess.run([*base, "vm", "start", "100"], env=env_of(host), capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 15 and "guest 100 is not a VM" in r.stderr
+    # the container options of the API are flags too
+    r = subprocess.run([*base, "ct", "create", "--name", "c2", "--template", "debian",
+                        "--memory", "128", "--pids", "300", "--privileged", "--json"],
+                       env=env_of(host), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    cfg = tomllib.loads((host.paths.guests / "101.toml").read_text())
+    assert (cfg["pids"], cfg["unprivileged"]) == (300, False), cfg
+    r = subprocess.run([*base, "ct", "create", "--name", "c3", "--template", "debian",
+                        "--pids", "0"], env=env_of(host), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 15 and "pids" in r.stderr and "Traceback" not in r.stderr, r.stderr
     r = subprocess.run([*base, "task", "list"], env=env_of(host), capture_output=True,
                        text=True, timeout=60)
     assert "ctcreate" in r.stdout and "OK" in r.stdout
